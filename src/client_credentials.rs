@@ -1,0 +1,388 @@
+//! The client-credentials grant (RFC 6749 section 4.4) over reqwest.
+//!
+//! ```no_run
+//! use tower::ServiceBuilder;
+//! use tower_oauth::{ClientAuth, ClientCredentials, OAuthLayer};
+//!
+//! # fn main() -> Result<(), tower_oauth::Error> {
+//! let source = ClientCredentials::builder()
+//!     .token_url("https://auth.example.com/oauth2/token")
+//!     .client_id("my-service")
+//!     .client_secret(std::env::var("OAUTH_CLIENT_SECRET").unwrap_or_default())
+//!     .scope("orders.read")
+//!     .audience("https://api.example.com")
+//!     .auth_method(ClientAuth::ClientSecretBasic)
+//!     .build()?;
+//! let layer = OAuthLayer::new(source);
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::response::ResponseParser;
+use crate::{Error, Token, TokenSource};
+
+/// How the client authenticates to the token endpoint (RFC 6749 section 2.3.1; names
+/// from RFC 7591).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the client id and secret, each
+    /// form-urlencoded before they are joined and base64-encoded, as RFC 6749 section
+    /// 2.3.1 says. The default.
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// A [`TokenSource`] for the client-credentials grant (RFC 6749 section 4.4).
+///
+/// Each fetch is one `POST` of `grant_type=client_credentials` (with `scope`, `audience`,
+/// `resource` (RFC 8707) and extra parameters as configured) to the token endpoint. The
+/// response is read by a [`ResponseParser`]: at most 64 KiB, tolerant of `expires_in` as a
+/// string, strict about everything else.
+///
+/// `Debug` shows the token URL, client id, scopes and method, never the secret.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    token_url: Url,
+    client_id: String,
+    client_secret: SecretString,
+    auth: ClientAuth,
+    /// `scope`, `audience`, `resource`... in order, without the credentials.
+    params: Vec<(String, String)>,
+    http: reqwest::Client,
+    timeout: Duration,
+    parser: ResponseParser,
+}
+
+impl ClientCredentials {
+    /// A builder; `token_url` and `client_id` are required.
+    pub fn builder() -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder::default()
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Url {
+        &self.token_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client authentication method.
+    pub fn auth_method(&self) -> ClientAuth {
+        self.auth
+    }
+
+    /// The form parameters sent besides `grant_type` and the credentials, in order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    async fn request_token(&self) -> Result<Token, Error> {
+        let issued_at = SystemTime::now();
+        let mut form: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 3);
+        form.push(("grant_type", "client_credentials"));
+        form.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut request = self
+            .http
+            .post(self.token_url.clone())
+            .timeout(self.timeout)
+            .header(ACCEPT, "application/json");
+        match self.auth {
+            ClientAuth::ClientSecretBasic => {
+                let id: String =
+                    form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+                let secret: String =
+                    form_urlencoded::byte_serialize(self.client_secret.expose_secret().as_bytes())
+                        .collect();
+                request = request.basic_auth(id, Some(secret));
+            }
+            ClientAuth::ClientSecretPost => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", self.client_secret.expose_secret()));
+            }
+        }
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|_| Error::config("form parameters cannot be encoded"))?;
+        let request = request
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::timeout()
+            } else {
+                Error::transport(e.without_url())
+            }
+        })?;
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let limit = self.parser.body_limit();
+        let too_large = || {
+            Error::invalid_response(
+                status,
+                content_type.as_deref(),
+                "body over the size limit",
+                None,
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(Error::timeout()),
+                Err(e) => return Err(Error::transport(e.without_url())),
+            }
+        }
+        let token = self.parser.parse(status, content_type.as_deref(), &body)?;
+        tracing::debug!(
+            target: "tower_oauth",
+            %status,
+            expires_in_secs = token.expires_in().as_secs(),
+            "client credentials token issued"
+        );
+        Ok(token.with_issued_at(issued_at))
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn fetch(&self) -> impl Future<Output = Result<Token, Error>> + Send {
+        self.request_token()
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("auth_method", &self.auth)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ClientCredentials`]. Made by [`ClientCredentials::builder`].
+#[derive(Default)]
+pub struct ClientCredentialsBuilder {
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    auth: ClientAuth,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+    http: Option<reqwest::Client>,
+    parser: ResponseParser,
+    timeout: Option<Duration>,
+    allow_insecure_http: bool,
+}
+
+impl ClientCredentialsBuilder {
+    /// The token endpoint URL (required). It must be `https`, except on a loopback address
+    /// (`127.0.0.0/8`, `::1`, `localhost`) or after
+    /// [`allow_insecure_http`](Self::allow_insecure_http).
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// The client id (required).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret. Kept in a [`SecretString`]; never logged or shown.
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(SecretString::from(secret.into()));
+        self
+    }
+
+    /// Adds scopes (RFC 6749 section 3.3): one or more, space-separated. Calls add up;
+    /// the request carries them joined by spaces, in order, without duplicates.
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        for s in scope.as_ref().split_ascii_whitespace() {
+            if !self.scopes.iter().any(|have| have == s) {
+                self.scopes.push(s.to_owned());
+            }
+        }
+        self
+    }
+
+    /// Sets the `audience` parameter (used by Auth0, Okta and others to pick the API).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
+    /// Adds a `resource` parameter (RFC 8707 resource indicator). Calls add up.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Adds any other form parameter to the token request. Calls add up. `grant_type`,
+    /// `client_id` and `client_secret` cannot be set this way ([`build`](Self::build)
+    /// fails).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The client authentication method (default [`ClientAuth::ClientSecretBasic`]).
+    pub fn auth_method(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The reqwest client to send token requests with (default: a new one with a 10
+    /// second timeout that does not follow redirects).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The timeout of one token request (default 10 seconds); applies to the default
+    /// client and per request to a client given with [`http_client`](Self::http_client).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The lifetime of a token whose response gives no `expires_in` (default 300 seconds).
+    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
+        self.parser = self.parser.default_expires_in(lifetime);
+        self
+    }
+
+    /// Allows a plain `http` token URL to a host that is not loopback. Client secrets and
+    /// tokens then cross the network in clear text: only for test set-ups.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Checks the configuration and builds the source.
+    ///
+    /// # Errors
+    /// [`Error::is_config`]: no token URL or client id, a URL that does not parse, an
+    /// `http` URL to a non-loopback host without
+    /// [`allow_insecure_http`](Self::allow_insecure_http), a reserved parameter name, or a
+    /// reqwest client that cannot be built.
+    pub fn build(self) -> Result<ClientCredentials, Error> {
+        let raw_url = self
+            .token_url
+            .ok_or_else(|| Error::config("token_url is required"))?;
+        let token_url = Url::parse(&raw_url)
+            .map_err(|e| Error::config(format!("token_url is not a URL: {e}")))?;
+        match token_url.scheme() {
+            "https" => {}
+            "http" if self.allow_insecure_http || is_loopback(&token_url) => {}
+            "http" => {
+                return Err(Error::config(format!(
+                    "token_url must be https: `{}` would send the client secret in clear text \
+                     (plain http is allowed only to loopback addresses, or with allow_insecure_http())",
+                    token_url.host_str().unwrap_or_default()
+                )));
+            }
+            other => {
+                return Err(Error::config(format!(
+                    "token_url has scheme `{other}`, not https"
+                )));
+            }
+        }
+        let client_id = self
+            .client_id
+            .ok_or_else(|| Error::config("client_id is required"))?;
+        for (name, _) in &self.params {
+            if matches!(
+                name.as_str(),
+                "grant_type" | "client_id" | "client_secret" | "scope"
+            ) {
+                return Err(Error::config(format!(
+                    "parameter `{name}` is set by the builder, not with param()"
+                )));
+            }
+        }
+        let mut params = Vec::with_capacity(self.params.len() + 1);
+        if !self.scopes.is_empty() {
+            params.push(("scope".to_owned(), self.scopes.join(" ")));
+        }
+        params.extend(self.params);
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::config(format!("HTTP client: {e}")))?,
+        };
+        Ok(ClientCredentials {
+            token_url,
+            client_id,
+            client_secret: self
+                .client_secret
+                .unwrap_or_else(|| SecretString::from(String::new())),
+            auth: self.auth,
+            params,
+            http,
+            timeout,
+            parser: self.parser,
+        })
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("auth_method", &self.auth)
+            .field("scopes", &self.scopes)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,309 @@
+//! Errors of the token lifecycle.
+//!
+//! Every error the layer returns for a token it could not get is an [`Error`] inside the
+//! service's `BoxError`; downcast to inspect it:
+//!
+//! ```
+//! use tower_oauth::Error;
+//!
+//! fn explain(err: &tower::BoxError) -> String {
+//!     match err.downcast_ref::<Error>() {
+//!         Some(e) => match e.token_endpoint_error() {
+//!             Some(rfc) => format!("token endpoint said {} ({})", rfc.error(), rfc.status()),
+//!             None => format!("no token: {e}"),
+//!         },
+//!         None => format!("inner service failed: {err}"),
+//!     }
+//! }
+//! # let _ = explain;
+//! ```
+//!
+//! No error of this crate carries a client secret or an access token, in its message, its
+//! `Debug` output or its source chain.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Why no token could be had.
+///
+/// Cheap to clone: when many requests wait for one token fetch and it fails, each of them
+/// gets a clone of the same error. Opaque: inspect it with the `is_*` predicates,
+/// [`Error::token_endpoint_error`], [`Error::status`] and [`std::error::Error::source`].
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// The token endpoint answered with an RFC 6749 section 5.2 error.
+    TokenEndpoint(TokenEndpointError),
+    /// The token endpoint answered, but not with something this crate can read.
+    InvalidResponse {
+        status: StatusCode,
+        content_type: Option<String>,
+        reason: &'static str,
+    },
+    /// The access token cannot go into an HTTP header (control characters, non-ASCII).
+    InvalidToken,
+    /// The token endpoint could not be reached, or the connection failed.
+    Transport,
+    /// The token request did not finish in time.
+    Timeout,
+    /// The configuration is not usable (reported by builders).
+    Config(String),
+    /// A [`TokenSource`](crate::TokenSource) of the user's failed.
+    Source,
+    /// The fetch ended without a result (its task was cancelled, e.g. at runtime shutdown).
+    Cancelled,
+}
+
+impl Error {
+    fn new(kind: Kind, source: Option<BoxError>) -> Error {
+        Error {
+            inner: Arc::new(Inner { kind, source }),
+        }
+    }
+
+    pub(crate) fn token_endpoint(error: TokenEndpointError) -> Error {
+        Error::new(Kind::TokenEndpoint(error), None)
+    }
+
+    pub(crate) fn invalid_response(
+        status: StatusCode,
+        content_type: Option<&str>,
+        reason: &'static str,
+        source: Option<BoxError>,
+    ) -> Error {
+        let content_type = content_type.map(|c| c.chars().take(100).collect());
+        Error::new(
+            Kind::InvalidResponse {
+                status,
+                content_type,
+                reason,
+            },
+            source,
+        )
+    }
+
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn transport(source: impl Into<BoxError>) -> Error {
+        Error::new(Kind::Transport, Some(source.into()))
+    }
+
+    pub(crate) fn timeout() -> Error {
+        Error::new(Kind::Timeout, None)
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Error {
+        Error::new(Kind::Config(message.into()), None)
+    }
+
+    pub(crate) fn invalid_token() -> Error {
+        Error::new(Kind::InvalidToken, None)
+    }
+
+    pub(crate) fn cancelled() -> Error {
+        Error::new(Kind::Cancelled, None)
+    }
+
+    /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
+    /// and source must not contain secrets.
+    pub fn other(source: impl Into<BoxError>) -> Error {
+        Error::new(Kind::Source, Some(source.into()))
+    }
+
+    /// The token endpoint refused the request with an RFC 6749 section 5.2 error
+    /// (`invalid_client`, `invalid_scope`, ...). See [`Error::token_endpoint_error`].
+    pub fn is_token_endpoint(&self) -> bool {
+        matches!(self.inner.kind, Kind::TokenEndpoint(_))
+    }
+
+    /// The token endpoint answered with something that is not a token response: not JSON,
+    /// an HTML error page, a body over the size limit, a missing `access_token`, a negative
+    /// `expires_in`, an access token that cannot be a header value. [`Error::status`] and [`Error::content_type`] say what came back.
+    pub fn is_invalid_response(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::InvalidResponse { .. } | Kind::InvalidToken
+        )
+    }
+
+    /// The token endpoint could not be reached (refused connection, DNS, TLS, reset).
+    pub fn is_transport(&self) -> bool {
+        matches!(self.inner.kind, Kind::Transport)
+    }
+
+    /// The token request took longer than its timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::Timeout)
+    }
+
+    /// A builder was given a configuration it cannot use.
+    pub fn is_config(&self) -> bool {
+        matches!(self.inner.kind, Kind::Config(_))
+    }
+
+    /// A token source of the user's failed ([`Error::other`]).
+    pub fn is_other(&self) -> bool {
+        matches!(self.inner.kind, Kind::Source)
+    }
+
+    /// The fetch was cancelled before it had a result (its runtime shut down).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.inner.kind, Kind::Cancelled)
+    }
+
+    /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
+    /// this is.
+    pub fn token_endpoint_error(&self) -> Option<&TokenEndpointError> {
+        match &self.inner.kind {
+            Kind::TokenEndpoint(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the token endpoint's answer, where there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.inner.kind {
+            Kind::TokenEndpoint(e) => Some(e.status),
+            Kind::InvalidResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The `Content-Type` of an answer that could not be read, where it had one.
+    pub fn content_type(&self) -> Option<&str> {
+        match &self.inner.kind {
+            Kind::InvalidResponse { content_type, .. } => content_type.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("tower_oauth::Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.kind {
+            Kind::TokenEndpoint(e) => write!(f, "token endpoint refused the request: {e}"),
+            Kind::InvalidResponse {
+                status,
+                content_type,
+                reason,
+            } => {
+                write!(f, "invalid token response ({status}")?;
+                if let Some(ct) = content_type {
+                    write!(f, ", {ct}")?;
+                }
+                write!(f, "): {reason}")
+            }
+            Kind::InvalidToken => {
+                f.write_str("access token has characters not allowed in an HTTP header")
+            }
+            Kind::Transport => f.write_str("token endpoint unreachable"),
+            Kind::Timeout => f.write_str("token request timed out"),
+            Kind::Config(message) => write!(f, "invalid configuration: {message}"),
+            Kind::Source => f.write_str("token source failed"),
+            Kind::Cancelled => f.write_str("token fetch cancelled"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|e| &**e as &(dyn StdError + 'static))
+    }
+}
+
+/// An error response of the token endpoint (RFC 6749 section 5.2), with its HTTP status.
+///
+/// `error` is the ASCII error code (`invalid_request`, `invalid_client`, `invalid_grant`,
+/// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, or an extension);
+/// `error_description` and `error_uri` are the server's optional human-readable text and
+/// link. Each is kept to at most 1,024 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenEndpointError {
+    status: StatusCode,
+    error: String,
+    error_description: Option<String>,
+    error_uri: Option<String>,
+}
+
+const FIELD_LIMIT: usize = 1024;
+
+fn clip(s: &str) -> String {
+    s.chars().take(FIELD_LIMIT).collect()
+}
+
+impl TokenEndpointError {
+    /// Builds one; each text is clipped to 1,024 characters.
+    pub fn new(
+        status: StatusCode,
+        error: &str,
+        error_description: Option<&str>,
+        error_uri: Option<&str>,
+    ) -> TokenEndpointError {
+        TokenEndpointError {
+            status,
+            error: clip(error),
+            error_description: error_description.map(clip),
+            error_uri: error_uri.map(clip),
+        }
+    }
+
+    /// The HTTP status the token endpoint answered with (400 or 401 per RFC 6749; some
+    /// servers send others, even 200).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `error` code, e.g. `invalid_client`.
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// The `error_description`, if given.
+    pub fn error_description(&self) -> Option<&str> {
+        self.error_description.as_deref()
+    }
+
+    /// The `error_uri`, if given.
+    pub fn error_uri(&self) -> Option<&str> {
+        self.error_uri.as_deref()
+    }
+}
+
+impl fmt::Display for TokenEndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.error, self.status)?;
+        if let Some(d) = &self.error_description {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for TokenEndpointError {}

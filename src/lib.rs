@@ -1,0 +1,79 @@
+//! Tower middleware that puts a valid OAuth 2.0 access token on every request.
+//!
+//! [`OAuthLayer`] wraps any HTTP client `Service<http::Request<B>>` (a hyper client, a
+//! `ServiceBuilder` stack, the upstream client of a gateway) and adds
+//! `Authorization: Bearer <token>` to each request. Tokens come from a [`TokenSource`],
+//! first of all [`ClientCredentials`] (RFC 6749 section 4.4); they are cached for their
+//! lifetime in a lock-free slot and refreshed before they expire, by one fetch however
+//! many requests are waiting.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response, header::AUTHORIZATION};
+//! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+//! use tower_oauth::{source_fn, OAuthLayer, Token};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! // In production: ClientCredentials::builder()...build()?
+//! let source = source_fn(|| async { Ok(Token::new("s3cr3t", Duration::from_secs(3600))) });
+//!
+//! let client = ServiceBuilder::new()
+//!     .layer(OAuthLayer::new(source))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         // The inner client sees the token.
+//!         let auth = req.headers()[AUTHORIZATION].to_str()?.to_owned();
+//!         Ok::<_, BoxError>(Response::new(auth))
+//!     }));
+//!
+//! let response = client.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.body(), "Bearer s3cr3t");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where the layer goes
+//!
+//! Put `OAuthLayer` *below* (inside of) anything that can send a request somewhere else
+//! than where you addressed it, such as tower-http's `FollowRedirectLayer`: the layer then
+//! sees, and authorizes, each hop separately. Put it *above* retries and timeouts that
+//! should apply per attempt. The `Authorization` header it sets is marked sensitive, so
+//! HTTP/2 never indexes it and tower-http's tracing does not print it.
+//!
+//! # Feature flags
+//!
+//! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
+//!   over reqwest with rustls (no system OpenSSL).
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cache;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod client_credentials;
+pub mod error;
+pub mod future;
+mod layer;
+pub mod response;
+mod service;
+pub mod source;
+pub mod token;
+
+pub use cache::TokenCache;
+#[cfg(feature = "reqwest")]
+pub use client_credentials::{ClientAuth, ClientCredentials};
+pub use error::{Error, TokenEndpointError};
+pub use layer::{OAuthLayer, OAuthLayerBuilder};
+pub use service::OAuth;
+pub use source::{TokenSource, source_fn};
+pub use token::{Token, TokenType};
+
+/// The error type of the [`OAuth`] service: the inner service's error, or an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

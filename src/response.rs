@@ -1,0 +1,363 @@
+//! Reading token endpoint responses (RFC 6749 sections 5.1 and 5.2).
+//!
+//! [`ResponseParser`] turns what a token endpoint sent back into a [`Token`] or a typed
+//! [`Error`]. It is what [`ClientCredentials`](crate::ClientCredentials) uses, and it is
+//! public so that a [`TokenSource`](crate::TokenSource) of your own reads responses the
+//! same way.
+//!
+//! ```
+//! use http::StatusCode;
+//! use tower_oauth::response::ResponseParser;
+//!
+//! let parser = ResponseParser::default();
+//! let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600"}"#;
+//! let token = parser.parse(StatusCode::OK, Some("application/json"), body).unwrap();
+//! assert_eq!(token.token_type().as_str(), "Bearer");
+//! assert_eq!(token.expires_in().as_secs(), 3600);
+//!
+//! let body = br#"{"error":"invalid_client","error_description":"bad secret"}"#;
+//! let err = parser.parse(StatusCode::UNAUTHORIZED, Some("application/json"), body).unwrap_err();
+//! assert_eq!(err.token_endpoint_error().unwrap().error(), "invalid_client");
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+use crate::error::TokenEndpointError;
+use crate::{Error, Token, TokenType};
+
+/// The default lifetime of a token whose response has no `expires_in` (or null, or 0):
+/// 300 seconds.
+pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(300);
+/// The longest lifetime believed: larger `expires_in` values are clamped to 365 days.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The largest response body read: 64 KiB.
+pub const MAX_BODY_LEN: usize = 64 * 1024;
+/// The longest access token accepted: 16 KiB.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Reads token endpoint responses, tolerantly where servers differ and strictly where a
+/// wrong reading would be unsafe.
+///
+/// - `expires_in` may be a number or a numeric string. Missing, `null` or `0` means
+///   [`default_expires_in`](ResponseParser::default_expires_in) (300 seconds unless set);
+///   values over [`max_expires_in`](ResponseParser::max_expires_in) (365 days) are clamped;
+///   negative or non-numeric values are an error.
+/// - `token_type` is normalised ([`TokenType::parse`]); a missing one means `Bearer`.
+/// - Any response with an `error` member, even with status 200, is an RFC 6749 section 5.2
+///   error ([`Error::token_endpoint_error`]).
+/// - A body that is not a JSON object (an HTML error page, say), a body over 64 KiB, a
+///   missing or over-long (16 KiB) `access_token` are [`Error::is_invalid_response`]
+///   errors that carry the status and content type.
+#[derive(Clone, Debug)]
+pub struct ResponseParser {
+    default_expires_in: Duration,
+    max_expires_in: Duration,
+    max_body_len: usize,
+    max_token_len: usize,
+}
+
+impl Default for ResponseParser {
+    fn default() -> Self {
+        ResponseParser {
+            default_expires_in: DEFAULT_EXPIRES_IN,
+            max_expires_in: MAX_EXPIRES_IN,
+            max_body_len: MAX_BODY_LEN,
+            max_token_len: MAX_TOKEN_LEN,
+        }
+    }
+}
+
+impl ResponseParser {
+    /// The lifetime of a token whose response gives none (default 300 seconds).
+    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
+        self.default_expires_in = lifetime;
+        self
+    }
+
+    /// The longest lifetime believed; larger values are clamped (default 365 days).
+    pub fn max_expires_in(mut self, lifetime: Duration) -> Self {
+        self.max_expires_in = lifetime;
+        self
+    }
+
+    /// The largest body accepted, in bytes (default 64 KiB).
+    pub fn max_body_len(mut self, bytes: usize) -> Self {
+        self.max_body_len = bytes;
+        self
+    }
+
+    /// The longest access token accepted, in bytes (default 16 KiB).
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.max_token_len = bytes;
+        self
+    }
+
+    /// The body size limit in bytes, for readers that stop early.
+    pub fn body_limit(&self) -> usize {
+        self.max_body_len
+    }
+
+    /// Reads one response: its status, its `Content-Type` and its body.
+    ///
+    /// # Errors
+    /// [`Error::is_token_endpoint`] for an RFC 6749 section 5.2 error response;
+    /// [`Error::is_invalid_response`] for anything that is neither that nor a token.
+    pub fn parse(
+        &self,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Token, Error> {
+        let invalid =
+            |reason: &'static str| Error::invalid_response(status, content_type, reason, None);
+        if body.len() > self.max_body_len {
+            return Err(invalid("body over the size limit"));
+        }
+        let object: Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(Value::Object(object)) => object,
+            Ok(_) => return Err(invalid("body is not a JSON object")),
+            Err(_) if status.is_success() => return Err(invalid("body is not JSON")),
+            Err(_) => return Err(invalid("error response is not JSON")),
+        };
+        if let Some(error) = object.get("error") {
+            let Some(code) = error.as_str() else {
+                return Err(invalid("`error` is not a string"));
+            };
+            let text = |name: &str| object.get(name).and_then(Value::as_str);
+            return Err(Error::token_endpoint(TokenEndpointError::new(
+                status,
+                code,
+                text("error_description"),
+                text("error_uri"),
+            )));
+        }
+        if !status.is_success() {
+            return Err(invalid("error response without an `error` code"));
+        }
+        let access_token = match object.get("access_token") {
+            Some(Value::String(t)) if t.is_empty() => return Err(invalid("empty `access_token`")),
+            Some(Value::String(t)) if t.len() > self.max_token_len => {
+                return Err(invalid("`access_token` over the length limit"));
+            }
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(invalid("`access_token` is not a string")),
+            None => return Err(invalid("no `access_token`")),
+        };
+        let token_type = match object.get("token_type") {
+            None | Some(Value::Null) => TokenType::BEARER,
+            Some(Value::String(t)) if !t.is_empty() && t.len() <= 64 => TokenType::parse(t),
+            Some(_) => return Err(invalid("`token_type` is not a token type")),
+        };
+        let expires_in = match self.expires_in(object.get("expires_in")) {
+            Ok(lifetime) => lifetime,
+            Err(reason) => return Err(invalid(reason)),
+        };
+        let mut token = Token::new(access_token, expires_in)
+            .with_token_type(token_type)
+            .with_issued_at(SystemTime::now());
+        match object.get("scope") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(scope)) => token = token.with_scope(scope.clone()),
+            Some(_) => return Err(invalid("`scope` is not a string")),
+        }
+        Ok(token)
+    }
+
+    fn expires_in(&self, value: Option<&Value>) -> Result<Duration, &'static str> {
+        let secs = match value {
+            None | Some(Value::Null) => return Ok(self.default_expires_in),
+            Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                (Some(secs), _) => secs,
+                (None, Some(f)) if f < 0.0 => return Err("negative `expires_in`"),
+                (None, Some(f)) if f.is_finite() => {
+                    return Ok(self.lifetime_f64(f));
+                }
+                _ => return Err("`expires_in` is not a number of seconds"),
+            },
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                if s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("negative `expires_in`");
+                }
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("`expires_in` is not a number of seconds");
+                }
+                // All digits: too many of them is just a very large number.
+                s.parse::<u64>().unwrap_or(u64::MAX)
+            }
+            Some(_) => return Err("`expires_in` is not a number of seconds"),
+        };
+        if secs == 0 {
+            return Ok(self.default_expires_in);
+        }
+        Ok(Duration::from_secs(secs).min(self.max_expires_in))
+    }
+
+    fn lifetime_f64(&self, secs: f64) -> Duration {
+        if secs == 0.0 {
+            return self.default_expires_in;
+        }
+        if secs >= self.max_expires_in.as_secs_f64() {
+            return self.max_expires_in;
+        }
+        Duration::from_secs_f64(secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Result<Token, Error> {
+        ResponseParser::default().parse(StatusCode::OK, Some("application/json"), body.as_bytes())
+    }
+
+    fn lifetime(expires_in: &str) -> Result<u64, Error> {
+        ok(&format!(
+            r#"{{"access_token":"t","token_type":"Bearer","expires_in":{expires_in}}}"#
+        ))
+        .map(|t| t.expires_in().as_secs())
+    }
+
+    #[test]
+    fn expires_in_number_and_string() {
+        assert_eq!(lifetime("3600").unwrap(), 3600);
+        assert_eq!(lifetime(r#""3600""#).unwrap(), 3600);
+        assert_eq!(lifetime(r#"" 120 ""#).unwrap(), 120);
+        assert_eq!(lifetime("59.9").unwrap(), 59);
+    }
+
+    #[test]
+    fn expires_in_missing_null_zero_mean_the_default() {
+        let t = ok(r#"{"access_token":"t","token_type":"Bearer"}"#).unwrap();
+        assert_eq!(t.expires_in(), DEFAULT_EXPIRES_IN);
+        assert_eq!(lifetime("null").unwrap(), 300);
+        assert_eq!(lifetime("0").unwrap(), 300);
+        assert_eq!(lifetime(r#""0""#).unwrap(), 300);
+        let custom = ResponseParser::default().default_expires_in(Duration::from_secs(42));
+        let t = custom
+            .parse(StatusCode::OK, None, br#"{"access_token":"t"}"#)
+            .unwrap();
+        assert_eq!(t.expires_in().as_secs(), 42);
+    }
+
+    #[test]
+    fn huge_expires_in_is_clamped() {
+        let max = MAX_EXPIRES_IN.as_secs();
+        assert_eq!(lifetime("18446744073709551615").unwrap(), max);
+        assert_eq!(lifetime("1e300").unwrap(), max);
+        assert_eq!(lifetime(r#""99999999999999999999999999""#).unwrap(), max);
+    }
+
+    #[test]
+    fn negative_or_non_numeric_expires_in_is_an_error() {
+        for bad in ["-1", r#""-60""#, r#""soon""#, "true", "[]", r#""""#, "-0.5"] {
+            let err = lifetime(bad).unwrap_err();
+            assert!(err.is_invalid_response(), "{bad}: {err}");
+            assert_eq!(err.status(), Some(StatusCode::OK));
+        }
+    }
+
+    #[test]
+    fn token_type_is_normalised_and_defaults_to_bearer() {
+        let t = ok(r#"{"access_token":"t","token_type":"bearer","expires_in":60}"#).unwrap();
+        assert_eq!(t.token_type().as_str(), "Bearer");
+        let t = ok(r#"{"access_token":"t","token_type":"DPOP","expires_in":60}"#).unwrap();
+        assert_eq!(t.token_type().as_str(), "DPoP");
+        let t = ok(r#"{"access_token":"t"}"#).unwrap();
+        assert_eq!(t.token_type(), &TokenType::BEARER);
+    }
+
+    #[test]
+    fn scope_is_kept() {
+        let t = ok(r#"{"access_token":"t","scope":"a b","expires_in":60}"#).unwrap();
+        assert_eq!(t.scope(), Some("a b"));
+    }
+
+    #[test]
+    fn error_with_status_200_is_a_token_endpoint_error() {
+        let err = ok(
+            r#"{"error":"invalid_scope","error_description":"no","error_uri":"https://e.test/x"}"#,
+        )
+        .unwrap_err();
+        let rfc = err.token_endpoint_error().expect("rfc error");
+        assert_eq!(rfc.status(), StatusCode::OK);
+        assert_eq!(rfc.error(), "invalid_scope");
+        assert_eq!(rfc.error_description(), Some("no"));
+        assert_eq!(rfc.error_uri(), Some("https://e.test/x"));
+    }
+
+    #[test]
+    fn rfc_error_keeps_status() {
+        let err = ResponseParser::default()
+            .parse(
+                StatusCode::BAD_REQUEST,
+                Some("application/json;charset=UTF-8"),
+                br#"{"error":"invalid_client"}"#,
+            )
+            .unwrap_err();
+        assert!(err.is_token_endpoint());
+        assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            err.token_endpoint_error().unwrap().error(),
+            "invalid_client"
+        );
+    }
+
+    #[test]
+    fn html_500_is_an_invalid_response_with_status_and_content_type() {
+        let err = ResponseParser::default()
+            .parse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("text/html"),
+                b"<html><body>Internal Server Error</body></html>",
+            )
+            .unwrap_err();
+        assert!(err.is_invalid_response());
+        assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(err.content_type(), Some("text/html"));
+        assert!(err.to_string().contains("500"), "{err}");
+    }
+
+    #[test]
+    fn html_200_is_an_invalid_response() {
+        let err = ResponseParser::default()
+            .parse(StatusCode::OK, Some("text/html"), b"<html>login</html>")
+            .unwrap_err();
+        assert!(err.is_invalid_response());
+        assert_eq!(err.content_type(), Some("text/html"));
+    }
+
+    #[test]
+    fn oversized_body_and_token_are_refused() {
+        let big = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(MAX_BODY_LEN));
+        let err = ok(&big).unwrap_err();
+        assert!(err.is_invalid_response());
+        assert!(err.to_string().contains("size limit"), "{err}");
+        let long = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(MAX_TOKEN_LEN + 1));
+        let err = ok(&long).unwrap_err();
+        assert!(err.to_string().contains("length limit"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_wrong_access_token_is_an_error() {
+        for bad in [
+            r#"{}"#,
+            r#"{"access_token":""}"#,
+            r#"{"access_token":5}"#,
+            "[]",
+            "\"x\"",
+        ] {
+            assert!(ok(bad).unwrap_err().is_invalid_response(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deep_json_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(ok(&deep).unwrap_err().is_invalid_response());
+    }
+}

@@ -1,0 +1,78 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response, header::AUTHORIZATION};
+use tower_service::Service;
+
+use crate::cache::TokenCache;
+use crate::future::ResponseFuture;
+use crate::{BoxError, OAuthLayer, TokenSource};
+
+/// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
+///
+/// A request is sent only with a token: if none can be had, the caller gets the
+/// [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner service is not
+/// called.
+#[derive(Clone, Debug)]
+pub struct OAuth<S> {
+    inner: S,
+    cache: TokenCache,
+}
+
+impl<S> OAuth<S> {
+    pub(crate) fn from_parts(inner: S, cache: TokenCache) -> OAuth<S> {
+        OAuth { inner, cache }
+    }
+
+    /// A layer with the default options; the same as [`OAuthLayer::new`].
+    pub fn layer(source: impl TokenSource) -> OAuthLayer {
+        OAuthLayer::new(source)
+    }
+
+    /// The token cache this service shares with its layer.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if let Some(header) = self.cache.fresh_header() {
+            req.headers_mut().insert(AUTHORIZATION, header);
+            return ResponseFuture::called(self.inner.call(req));
+        }
+        // No usable token: wait for one with the service that was made ready, and leave a
+        // clone here for the next request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::waiting(Box::pin(self.cache.entry()), req, inner)
+    }
+}

@@ -1,0 +1,201 @@
+//! Access tokens as the token endpoint issues them (RFC 6749 section 5.1).
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_oauth::{Token, TokenType};
+//! use secrecy::ExposeSecret;
+//!
+//! let token = Token::new("2YotnFZFEjr1zCsicMWpAA", Duration::from_secs(3600))
+//!     .with_token_type(TokenType::parse("bearer"))
+//!     .with_scope("api.read api.write");
+//! assert_eq!(token.token_type().as_str(), "Bearer");
+//! assert_eq!(token.access_token().expose_secret(), "2YotnFZFEjr1zCsicMWpAA");
+//! // Debug never shows the token itself.
+//! assert!(!format!("{token:?}").contains("2YotnFZFEjr1zCsicMWpAA"));
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The type of an access token, as in `token_type` (RFC 6749 section 7.1).
+///
+/// [`TokenType::parse`] normalises the case of the types this crate knows, so that
+/// `bearer` and `BEARER` become `Bearer` (RFC 6750) and `dpop` becomes `DPoP` (RFC 9449).
+/// Any other type is kept as the server wrote it. The type is the scheme of the
+/// `Authorization` header the layer sends: `Authorization: <type> <access_token>`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenType(Cow<'static, str>);
+
+impl TokenType {
+    /// `Bearer` (RFC 6750).
+    pub const BEARER: TokenType = TokenType(Cow::Borrowed("Bearer"));
+    /// `DPoP` (RFC 9449). The layer sends the header scheme only; it does not make DPoP proofs.
+    pub const DPOP: TokenType = TokenType(Cow::Borrowed("DPoP"));
+
+    /// Reads a `token_type` value, normalising the case of `Bearer` and `DPoP`.
+    pub fn parse(value: &str) -> TokenType {
+        if value.eq_ignore_ascii_case("bearer") {
+            TokenType::BEARER
+        } else if value.eq_ignore_ascii_case("dpop") {
+            TokenType::DPOP
+        } else {
+            TokenType(Cow::Owned(value.to_owned()))
+        }
+    }
+
+    /// The type as it goes into the `Authorization` header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TokenType {
+    fn default() -> Self {
+        TokenType::BEARER
+    }
+}
+
+impl fmt::Debug for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An access token with what the layer needs to use it: its type, its scope and when it
+/// expires (RFC 6749 section 5.1).
+///
+/// The token value is a [`SecretString`]: it is zeroed when dropped, and neither `Debug` nor
+/// any error or log line of this crate shows it. Read it with
+/// [`ExposeSecret::expose_secret`].
+///
+/// The expiry is absolute, on the wall clock: [`Token::expires_at`] is the time the token
+/// was issued plus its `expires_in`.
+#[derive(Clone)]
+pub struct Token {
+    access_token: SecretString,
+    token_type: TokenType,
+    issued_at: SystemTime,
+    expires_in: Duration,
+    scope: Option<String>,
+}
+
+impl Token {
+    /// A `Bearer` token issued now that lives for `expires_in`.
+    pub fn new(access_token: impl Into<String>, expires_in: Duration) -> Token {
+        Token {
+            access_token: SecretString::from(access_token.into()),
+            token_type: TokenType::BEARER,
+            issued_at: SystemTime::now(),
+            expires_in,
+            scope: None,
+        }
+    }
+
+    /// Sets the token type (`token_type`).
+    pub fn with_token_type(mut self, token_type: TokenType) -> Token {
+        self.token_type = token_type;
+        self
+    }
+
+    /// Sets the granted scope (`scope`, space-separated, RFC 6749 section 3.3).
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Token {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Sets when the token was issued, on the wall clock (default: when it was built).
+    pub fn with_issued_at(mut self, issued_at: SystemTime) -> Token {
+        self.issued_at = issued_at;
+        self
+    }
+
+    /// The access token. Keep it out of logs.
+    pub fn access_token(&self) -> &SecretString {
+        &self.access_token
+    }
+
+    /// The token type, normalised (see [`TokenType::parse`]).
+    pub fn token_type(&self) -> &TokenType {
+        &self.token_type
+    }
+
+    /// The scope the server granted, if it said.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The lifetime the server gave the token (`expires_in`).
+    pub fn expires_in(&self) -> Duration {
+        self.expires_in
+    }
+
+    /// When the token was issued, on the wall clock.
+    pub fn issued_at(&self) -> SystemTime {
+        self.issued_at
+    }
+
+    /// When the token expires, on the wall clock: `issued_at + expires_in`.
+    pub fn expires_at(&self) -> SystemTime {
+        self.issued_at
+            .checked_add(self.expires_in)
+            .unwrap_or(self.issued_at)
+    }
+
+    /// How long the token has left on the wall clock; zero once it has expired.
+    pub fn remaining(&self) -> Duration {
+        self.expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The `Authorization` header value for this token: `<token_type> <access_token>`.
+    pub(crate) fn header_string(&self) -> String {
+        let secret = self.access_token.expose_secret();
+        let mut value = String::with_capacity(self.token_type.as_str().len() + 1 + secret.len());
+        value.push_str(self.token_type.as_str());
+        value.push(' ');
+        value.push_str(secret);
+        value
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_type_is_normalised() {
+        assert_eq!(TokenType::parse("bearer"), TokenType::BEARER);
+        assert_eq!(TokenType::parse("BEARER").as_str(), "Bearer");
+        assert_eq!(TokenType::parse("dpop").as_str(), "DPoP");
+        assert_eq!(TokenType::parse("N_A").as_str(), "N_A");
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let token = Token::new("very-secret-token", Duration::from_secs(60));
+        assert!(!format!("{token:?}").contains("very-secret-token"));
+        assert!(!format!("{token:#?}").contains("very-secret-token"));
+        assert_eq!(token.header_string(), "Bearer very-secret-token");
+    }
+}
