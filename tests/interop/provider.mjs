@@ -1,0 +1,138 @@
+// Test-only OAuth 2.0 authorization server for tower-oauth interop tests,
+// built on the certified `oidc-provider` (pinned in package.json).
+//
+//   PORT=0 TOKEN_TTL=5 node provider.mjs
+//
+// Prints exactly one line on stdout once it accepts connections:
+//   LISTENING http://127.0.0.1:<port>
+// Everything else (oidc-provider warnings/notices) goes to stderr.
+// Runs until SIGTERM/SIGINT, then closes the listener and exits 0.
+
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+
+// oidc-provider prints its NOTICEs with console.info (stdout); keep stdout
+// reserved for the LISTENING line so harnesses can parse it blindly.
+console.info = (...args) => console.error(...args);
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+const HOST = '127.0.0.1';
+const intEnv = (name, fallback, min, max) => {
+  const raw = process.env[name] || String(fallback);
+  const value = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || value < min || value > max) {
+    throw new Error(`invalid ${name}: ${raw}`);
+  }
+  return value;
+};
+const PORT = intEnv('PORT', 0, 0, 65535);
+const TOKEN_TTL = intEnv('TOKEN_TTL', 5, 1, 86400);
+
+// Resource servers known to the AS (RFC 8707). Any other `resource` value is
+// rejected with invalid_target.
+const RESOURCE_SERVERS = {
+  'https://api.example.test': {
+    scope: 'api.read api.write',
+    accessTokenFormat: 'opaque',
+  },
+};
+
+// The protected API's own client; it may introspect any client's tokens.
+const INTROSPECTOR = 'api';
+
+const ccClient = (client_id, client_secret, token_endpoint_auth_method) => ({
+  client_id,
+  client_secret,
+  token_endpoint_auth_method,
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  scope: 'api.read api.write',
+});
+
+const clients = [
+  ccClient('basic-client', 'basic-secret-1', 'client_secret_basic'),
+  ccClient('post-client', 'post-secret-2', 'client_secret_post'),
+  // RFC 6749 2.3.1: id and secret must be application/x-www-form-urlencoded
+  // before base64 for HTTP Basic. oidc-provider decodes them that way.
+  ccClient('weird:client id', 's%cr:t +/=', 'client_secret_basic'),
+  { ...ccClient(INTROSPECTOR, 'api-secret', 'client_secret_basic'), scope: undefined },
+];
+
+// Throw-away signing key (only needed for discovery/jwks; all access tokens
+// are opaque). Avoids the "quick start development-only signing keys" warning.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'interop-rs256', alg: 'RS256', use: 'sig' };
+
+const server = createServer();
+// Node's default idle keep-alive timeout is 5 s, the same as the default
+// TOKEN_TTL: a client refreshing after ~5 s idle would race the server closing
+// its pooled connection. Keep idle connections much longer than any TTL here.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 125_000;
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(PORT, HOST, resolve);
+});
+const issuer = `http://${HOST}:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: [jwk] },
+  scopes: ['openid', 'offline_access', 'api.read', 'api.write'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  ttl: {
+    ClientCredentials: TOKEN_TTL,
+  },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // The protected API may introspect everything; other clients only
+      // their own tokens (others' tokens report {"active":false}).
+      allowedPolicy: async (ctx, client, token) => (
+        client.clientId === INTROSPECTOR || client.clientId === token.clientId
+      ),
+    },
+    revocation: {
+      enabled: true,
+      // Only the client the token was issued to may revoke it.
+      allowedPolicy: async (ctx, client, token) => {
+        if (client.clientId !== token.clientId) {
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        }
+        return true;
+      },
+    },
+    resourceIndicators: {
+      enabled: true,
+      // No resource parameter => no resource server => plain opaque token
+      // without `aud`.
+      defaultResource: async () => undefined,
+      getResourceServerInfo: async (ctx, resourceIndicator) => {
+        const info = RESOURCE_SERVERS[resourceIndicator];
+        if (!info) throw new errors.InvalidTarget();
+        return { ...info };
+      },
+      useGrantedResource: async () => false,
+    },
+  },
+});
+
+server.on('request', provider.callback());
+
+let closing = false;
+const shutdown = (signal) => {
+  if (closing) return;
+  closing = true;
+  console.error(`received ${signal}, shutting down`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections?.();
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+
+process.stdout.write(`LISTENING ${issuer}\n`);
