@@ -183,6 +183,24 @@ impl TokenCache {
         tracing::debug!(target: "tower_oauth", "token invalidated");
     }
 
+    /// The entry in the slot, kept by a request that must know later which token it used.
+    #[allow(dead_code)]
+    pub(crate) fn load_full(&self) -> Option<Arc<Entry>> {
+        self.shared.slot.load_full()
+    }
+
+    /// Drops `seen` from the slot if it is still the cached entry, and only then: a newer
+    /// token is never thrown away. True if it was dropped.
+    #[allow(dead_code)]
+    pub(crate) fn invalidate_if(&self, seen: &Arc<Entry>) -> bool {
+        let previous = self.shared.slot.compare_and_swap(seen, None);
+        let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, seen));
+        if dropped {
+            tracing::debug!(target: "tower_oauth", "rejected token invalidated");
+        }
+        dropped
+    }
+
     /// A usable token: the cached one, or a new one from the single fetch in flight.
     ///
     /// # Errors
@@ -243,13 +261,18 @@ impl TokenCache {
         Step::Wait(rx)
     }
 
-    async fn fetch_and_store(&self) -> Result<Arc<Entry>, Error> {
+    /// A new token from the source, within the fetch timeout.
+    async fn obtain(&self) -> Result<Token, Error> {
         let shared = &self.shared;
         tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
-        let fetched =
-            tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
-                .await
-                .unwrap_or_else(|_| Err(Error::timeout()));
+        tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout()))
+    }
+
+    async fn fetch_and_store(&self) -> Result<Arc<Entry>, Error> {
+        let shared = &self.shared;
+        let fetched = self.obtain().await;
         let entry = fetched.and_then(|token| Entry::new(token, shared.config.refresh_margin));
         match entry {
             Ok(entry) => {
