@@ -17,7 +17,11 @@
 //! Everything is observable (requests counted and recorded) and steerable at
 //! run time (revoke tokens, make the token endpoint fail). Time is measured
 //! with [`tokio::time::Instant`] and the optional token-endpoint delay uses
-//! [`tokio::time::sleep`], so tests on a paused clock work as expected.
+//! [`tokio::time::sleep`], so tests on a paused clock
+//! (`#[tokio::test(start_paused = true)]`, current-thread runtime) can step
+//! through token lifetimes and delays without waiting. A paused clock
+//! auto-advances whenever the runtime is idle, also while it waits for socket
+//! I/O, so keep client-side timeouts in such tests well above the delay.
 //!
 //! No input from the client makes a handler panic: malformed requests get
 //! `400 {"error":"invalid_request"}`.
@@ -730,8 +734,11 @@ fn unauthorized(challenge: &str) -> Response {
 }
 
 // ---------------------------------------------------------------------------
-// Encoding helpers (no base64 or urlencoding crates among the dependencies)
+// Encoding helpers, on the `base64`, `form_urlencoded` and `percent-encoding` crates
 // ---------------------------------------------------------------------------
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// The `Authorization` header value for `client_secret_basic`:
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
@@ -741,7 +748,7 @@ pub fn basic_auth_header(client_id: &str, client_secret: &str) -> String {
         form_urlencode(client_id),
         form_urlencode(client_secret)
     );
-    format!("Basic {}", base64_encode(raw.as_bytes()))
+    format!("Basic {}", BASE64.encode(raw))
 }
 
 /// Decodes a `Basic` credential into `(client_id, client_secret)`, undoing
@@ -751,46 +758,24 @@ pub fn decode_basic(value: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = String::from_utf8(base64_decode(b64.trim())?).ok()?;
+    let raw = String::from_utf8(BASE64.decode(b64.trim()).ok()?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     Some((form_urldecode(id)?, form_urldecode(secret)?))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.
 pub fn form_urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Decodes one form-urlencoded name or value (`+` is a space). `None` on a
-/// bad `%` escape or invalid UTF-8.
+/// Decodes one form-urlencoded name or value (`+` is a space). `None` on
+/// invalid UTF-8.
 pub fn form_urldecode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Parses a form body into ordered pairs. `None` if malformed.
@@ -803,49 +788,4 @@ pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
             Some((form_urldecode(k)?, form_urldecode(v)?))
         })
         .collect()
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Standard base64; padding required. `None` if malformed.
-pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let bytes = input.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (ci, chunk) in bytes.chunks(4).enumerate() {
-        let last = ci == bytes.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            let v = B64.iter().position(|&b| b == c)? as u32;
-            n = n << 6 | v;
-        }
-        n <<= 6 * pad as u32;
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
-    Some(out)
 }
