@@ -141,6 +141,45 @@ async fn revoke_then_recover_over_hyper_on_loopback() {
     assert_eq!(server.api_requests_with(&t2), 1);
 }
 
+/// What the demo does: revoke every token on the server while requests keep going. Here
+/// in waves, so that the numbers are exact: each revocation costs exactly 1 token request
+/// and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_all_tokens_between_waves_of_50_over_hyper_fails_no_request() {
+    const WAVES: usize = 5;
+    const N: usize = 50;
+    let server = AuthServer::start_default().await;
+    let layer = OAuthLayer::new(source_for(&server));
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(client);
+
+    let mut failed = 0;
+    for wave in 0..=WAVES {
+        if wave > 0 {
+            server.revoke_all();
+        }
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let req = Request::get(format!("{}/wave/{wave}/{i}", server.api_url()))
+                    .body(Empty::new())
+                    .unwrap();
+                tokio::spawn(svc.clone().oneshot(req))
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(res) if res.status() == StatusCode::OK => {}
+                _ => failed += 1,
+            }
+        }
+        assert_eq!(server.token_requests(), 1 + wave, "wave {wave}");
+    }
+    assert_eq!(failed, 0);
+    let stats = server.api_stats();
+    assert_eq!(stats.accepted, (WAVES + 1) * N);
+    assert_eq!(stats.invalid_without_revocation(), 0);
+}
+
 #[tokio::test]
 async fn always_401_makes_two_attempts_two_token_requests_and_returns_the_401() {
     let fetches = Arc::new(AtomicUsize::new(0));

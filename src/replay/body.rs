@@ -158,3 +158,32 @@ impl fmt::Debug for ReplayBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn a_buffered_body_is_copied_a_chained_one_is_not() {
+        let body = ReplayBody::from(Bytes::from_static(b"abc"));
+        assert!(body.is_buffered());
+        assert_eq!(body.size_hint().exact(), Some(3));
+        let copy = body.try_clone().expect("buffered");
+        assert_eq!(copy.collect().await.unwrap().to_bytes(), "abc");
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
+
+        let rest = Full::new(Bytes::from_static(b"def"))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let prefix = VecDeque::from([Bytes::from_static(b"a"), Bytes::from_static(b"bc")]);
+        let chained = ReplayBody::chained(prefix, rest);
+        assert!(!chained.is_buffered());
+        assert!(chained.try_clone().is_none());
+        assert_eq!(chained.size_hint().exact(), Some(6));
+        assert!(!chained.is_end_stream());
+        assert_eq!(chained.collect().await.unwrap().to_bytes(), "abcdef");
+
+        assert!(ReplayBody::empty().is_end_stream());
+    }
+}
