@@ -6,22 +6,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, header::AUTHORIZATION};
+use http::{Request, Response, header::AUTHORIZATION};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::BoxError;
 use crate::Error;
 use crate::cache::Entry;
+use crate::replay::{Next, Recover, ReplayFuture};
 
 type EntryFuture = Pin<Box<dyn Future<Output = Result<Arc<Entry>, Error>> + Send>>;
 
 pin_project! {
     /// Response future of [`OAuth`](crate::OAuth).
     ///
-    /// With a usable token it is the inner service's future and nothing more. Without one it
-    /// first waits for the token fetch (a boxed future, on this rare path only), then calls
-    /// the inner service.
+    /// With a usable token it is the inner service's future, plus the token it used and, if
+    /// the request can be sent again, a copy of it (see [`replay`](crate::replay)). Without
+    /// a token it first waits for the token fetch (a boxed future, on this rare path only),
+    /// then calls the inner service. After a 401 it sends the request again in one boxed
+    /// future (again, on that rare path only).
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
@@ -41,10 +44,20 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
+        Sent {
+            #[pin]
+            future: S::Future,
+            used: Arc<Entry>,
+            recover: Option<Recover<S, B>>,
+        },
         Waiting {
             token: EntryFuture,
             request: Option<Request<B>>,
             inner: S,
+            recover: Option<Recover<S, B>>,
+        },
+        Replaying {
+            future: ReplayFuture<S::Response>,
         },
     }
 }
@@ -59,21 +72,40 @@ where
         }
     }
 
-    pub(crate) fn waiting(token: EntryFuture, request: Request<B>, inner: S) -> Self {
+    pub(crate) fn sent(future: S::Future, used: Arc<Entry>, recover: Recover<S, B>) -> Self {
+        ResponseFuture {
+            state: State::Sent {
+                future,
+                used,
+                recover: Some(recover),
+            },
+        }
+    }
+
+    pub(crate) fn waiting(
+        token: EntryFuture,
+        request: Request<B>,
+        inner: S,
+        recover: Option<Recover<S, B>>,
+    ) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 token,
                 request: Some(request),
                 inner,
+                recover,
             },
         }
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B, R> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<R>> + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
+    B: Send + 'static,
+    R: 'static,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -82,10 +114,26 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Sent {
+                    future,
+                    used,
+                    recover,
+                } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let Some(recover) = recover.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    match recover.on_response(used, response) {
+                        Next::Done(response) => return Poll::Ready(Ok(response)),
+                        Next::Replay(future) => this.state.set(State::Replaying { future }),
+                    }
+                }
+                StateProj::Replaying { future } => return future.as_mut().poll(cx),
                 StateProj::Waiting {
                     token,
                     request,
                     inner,
+                    recover,
                 } => {
                     let entry = match ready!(token.as_mut().poll(cx)) {
                         Ok(entry) => entry,
@@ -99,7 +147,15 @@ where
                         .headers_mut()
                         .insert(AUTHORIZATION, entry.header.clone());
                     let future = inner.call(request);
-                    this.state.set(State::Called { future });
+                    let state = match recover.take() {
+                        Some(recover) => State::Sent {
+                            future,
+                            used: entry,
+                            recover: Some(recover),
+                        },
+                        None => State::Called { future },
+                    };
+                    this.state.set(state);
                 }
             }
         }
@@ -112,8 +168,9 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Called { .. } => "called",
+            State::Called { .. } | State::Sent { .. } => "called",
             State::Waiting { .. } => "waiting for token",
+            State::Replaying { .. } => "sending again after 401",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -5,7 +5,8 @@
 //! `Authorization: Bearer <token>` to each request. Tokens come from a [`TokenSource`],
 //! first of all [`ClientCredentials`] (RFC 6749 section 4.4); they are cached for their
 //! lifetime in a lock-free slot and refreshed before they expire, by one fetch however
-//! many requests are waiting.
+//! many requests are waiting. A token the server rejects with a `401` is dropped and the
+//! request sent once more with a new one ([`replay`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -61,6 +62,7 @@ pub mod client_credentials;
 pub mod error;
 pub mod future;
 mod layer;
+pub mod replay;
 pub mod response;
 mod service;
 pub mod source;

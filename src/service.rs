@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header::AUTHORIZATION};
@@ -5,22 +6,28 @@ use tower_service::Service;
 
 use crate::cache::TokenCache;
 use crate::future::ResponseFuture;
+use crate::replay::{RecoverOn, Recovery};
 use crate::{BoxError, OAuthLayer, TokenSource};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
 ///
 /// A request is sent only with a token: if none can be had, the caller gets the
 /// [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner service is not
-/// called.
+/// called. A 401 to a request is handled as [`replay`](crate::replay) describes.
 #[derive(Clone, Debug)]
 pub struct OAuth<S> {
     inner: S,
     cache: TokenCache,
+    recovery: Arc<Recovery>,
 }
 
 impl<S> OAuth<S> {
-    pub(crate) fn from_parts(inner: S, cache: TokenCache) -> OAuth<S> {
-        OAuth { inner, cache }
+    pub(crate) fn from_parts(inner: S, cache: TokenCache, recovery: Arc<Recovery>) -> OAuth<S> {
+        OAuth {
+            inner,
+            cache,
+            recovery,
+        }
     }
 
     /// A layer with the default options; the same as [`OAuthLayer::new`].
@@ -55,6 +62,7 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send,
     ReqBody: Send + 'static,
+    ResBody: 'static,
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
@@ -65,14 +73,28 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(header) = self.cache.fresh_header() {
-            req.headers_mut().insert(AUTHORIZATION, header);
-            return ResponseFuture::called(self.inner.call(req));
+        if self.recovery.on == RecoverOn::Never {
+            if let Some(header) = self.cache.fresh_header() {
+                req.headers_mut().insert(AUTHORIZATION, header);
+                return ResponseFuture::called(self.inner.call(req));
+            }
+        } else if let Some(entry) = self.cache.load_full().filter(|e| e.is_fresh()) {
+            // Keep the token used, to invalidate exactly that one on a 401, and a copy of the
+            // request if it can be sent again.
+            let recover = self.recovery.prepare(&self.cache, &req, &self.inner);
+            req.headers_mut()
+                .insert(AUTHORIZATION, entry.header.clone());
+            let future = self.inner.call(req);
+            return match recover {
+                Some(recover) => ResponseFuture::sent(future, entry, recover),
+                None => ResponseFuture::called(future),
+            };
         }
         // No usable token: wait for one with the service that was made ready, and leave a
         // clone here for the next request.
+        let recover = self.recovery.prepare(&self.cache, &req, &self.inner);
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::waiting(Box::pin(self.cache.entry()), req, inner)
+        ResponseFuture::waiting(Box::pin(self.cache.entry()), req, inner, recover)
     }
 }
