@@ -7,6 +7,7 @@
 //! cargo run --example demo -- --revoke                    # also revoke all tokens mid-run
 //! OAUTH_CLIENT_SECRET=... cargo run --example demo -- \
 //!     --token-url https://idp.example/token --client-id ID --api-url https://api.example/x
+//! bash tests/interop/demo.sh                              # against the interop provider
 //! ```
 //!
 //! Without `--token-url` the demo starts the test authorization server of
@@ -51,7 +52,7 @@ in-process server (the default):
   --revoke           revoke every token once, half-way through the run
 
 real server (all three together; the secret comes from OAUTH_CLIENT_SECRET):
-  --token-url URL  --client-id ID  --api-url URL  [--scope SCOPE]";
+  --token-url URL  --client-id ID  --api-url URL  [--scope SCOPE]  [--resource URI]";
 
 /// The authorization server and API to run against.
 struct Remote {
@@ -70,6 +71,8 @@ struct Args {
     margin: Option<Duration>,
     auth: ClientAuth,
     scope: Option<String>,
+    /// RFC 8707 resource indicator for the token request.
+    resource: Option<String>,
     revoke: bool,
     remote: Option<Remote>,
 }
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
     let mut margin_ms = None;
     let mut auth = ClientAuth::ClientSecretBasic;
     let mut scope = None;
+    let mut resource = None;
     let mut revoke = false;
     let (mut token_url, mut client_id, mut api_url) = (None, None, None);
 
@@ -102,6 +106,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--scope" => scope = Some(value()?),
+            "--resource" => resource = Some(value()?),
             "--revoke" => revoke = true,
             "--token-url" => token_url = Some(value()?),
             "--client-id" => client_id = Some(value()?),
@@ -150,6 +155,7 @@ fn parse_args() -> Result<Args, String> {
         margin,
         auth,
         scope,
+        resource,
         revoke,
         remote,
     })
@@ -213,6 +219,9 @@ async fn main() -> ExitCode {
         .auth_method(args.auth);
     if let Some(scope) = &args.scope {
         source = source.scope(scope.as_str());
+    }
+    if let Some(resource) = &args.resource {
+        source = source.resource(resource.as_str());
     }
     let source = match source.build() {
         Ok(source) => source,
