@@ -22,7 +22,6 @@
 #[path = "../tests/support/auth_server.rs"]
 mod auth_server;
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -18,6 +18,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The token endpoint can also be found from the issuer URL alone, with
+//! [`ClientCredentialsBuilder::issuer`] and [`ClientCredentialsBuilder::discover`] (RFC 8414
+//! and OpenID Connect Discovery; see [`discovery`](crate::discovery)), and the whole
+//! configuration read from `OAUTH_*` environment variables with
+//! [`ClientCredentials::from_env`] or [`ClientCredentials::builder_from_env`].
 
 use std::fmt;
 use std::net::IpAddr;

@@ -300,9 +300,11 @@ async fn thousand_concurrent_calls_on_a_cold_cache_issue_one_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_tokens_are_replaced_before_the_provider_expires_them() {
-    // Tokens live 2 s at the provider; the layer refreshes them with half their lifetime
-    // left. Call until the provider has issued 3 tokens: no call may carry an expired one.
-    let Some((provider, api)) = setup(2).await else {
+    // Tokens live 3 s at the provider, less the fraction of a second it was issued in
+    // (oidc-provider sets `exp` to the issuing second plus TOKEN_TTL), so between 2 and
+    // 3 s. The layer refreshes them with half their `expires_in` left, after 1.5 s. Call
+    // until the provider has issued 3 tokens: no call may carry an expired one.
+    let Some((provider, api)) = setup(3).await else {
         return;
     };
     let layer = OAuthLayer::new(
