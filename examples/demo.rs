@@ -7,6 +7,7 @@
 //! cargo run --example demo -- --no-revoke                 # without the mid-run revocation
 //! OAUTH_CLIENT_SECRET=... cargo run --example demo -- \
 //!     --token-url https://idp.example/token --client-id ID --api-url https://api.example/x
+//! bash tests/interop/demo.sh                              # against the interop provider
 //! ```
 //!
 //! Without `--token-url` the demo starts the test authorization server of
@@ -52,7 +53,7 @@ in-process server (the default):
                      the default: the layer recovers from the 401s it causes)
 
 real server (all three together; the secret comes from OAUTH_CLIENT_SECRET):
-  --token-url URL  --client-id ID  --api-url URL  [--scope SCOPE]";
+  --token-url URL  --client-id ID  --api-url URL  [--scope SCOPE]  [--resource URI]";
 
 /// The authorization server and API to run against.
 struct Remote {
@@ -71,6 +72,8 @@ struct Args {
     margin: Option<Duration>,
     auth: ClientAuth,
     scope: Option<String>,
+    /// RFC 8707 resource indicator for the token request.
+    resource: Option<String>,
     revoke: bool,
     remote: Option<Remote>,
 }
@@ -83,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
     let mut margin_ms = None;
     let mut auth = ClientAuth::ClientSecretBasic;
     let mut scope = None;
+    let mut resource = None;
     let mut revoke = None;
     let (mut token_url, mut client_id, mut api_url) = (None, None, None);
 
@@ -103,6 +107,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--scope" => scope = Some(value()?),
+            "--resource" => resource = Some(value()?),
             "--no-revoke" => revoke = Some(false),
             "--token-url" => token_url = Some(value()?),
             "--client-id" => client_id = Some(value()?),
@@ -151,6 +156,7 @@ fn parse_args() -> Result<Args, String> {
         margin,
         auth,
         scope,
+        resource,
         // Revoking mid-run needs the in-process server; it is on unless --no-revoke.
         revoke: remote.is_none() && revoke.unwrap_or(true),
         remote,
@@ -215,6 +221,9 @@ async fn main() -> ExitCode {
         .auth_method(args.auth);
     if let Some(scope) = &args.scope {
         source = source.scope(scope.as_str());
+    }
+    if let Some(resource) = &args.resource {
+        source = source.resource(resource.as_str());
     }
     let source = match source.build() {
         Ok(source) => source,

@@ -18,6 +18,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The token endpoint can also be found from the issuer URL alone, with
+//! [`ClientCredentialsBuilder::issuer`] and [`ClientCredentialsBuilder::discover`] (RFC 8414
+//! and OpenID Connect Discovery; see [`discovery`](crate::discovery)), and the whole
+//! configuration read from `OAUTH_*` environment variables with
+//! [`ClientCredentials::from_env`] or [`ClientCredentials::builder_from_env`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -206,6 +212,10 @@ pub struct ClientCredentialsBuilder {
     parser: ResponseParser,
     timeout: Option<Duration>,
     allow_insecure_http: bool,
+    /// For [`discover`](Self::discover) (in `discovery.rs`).
+    issuer: Option<String>,
+    /// Whether [`auth_method`](Self::auth_method) was called; discovery then keeps it.
+    auth_set: bool,
 }
 
 impl ClientCredentialsBuilder {
@@ -261,6 +271,16 @@ impl ClientCredentialsBuilder {
     /// The client authentication method (default [`ClientAuth::ClientSecretBasic`]).
     pub fn auth_method(mut self, auth: ClientAuth) -> Self {
         self.auth = auth;
+        self.auth_set = true;
+        self
+    }
+
+    /// The issuer URL of the authorization server (RFC 8414 section 2), to find the token
+    /// endpoint with [`discover`](Self::discover) instead of setting
+    /// [`token_url`](Self::token_url). The same `https` rule applies to it as to the token
+    /// URL.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
         self
     }
 
@@ -299,9 +319,13 @@ impl ClientCredentialsBuilder {
     /// [`allow_insecure_http`](Self::allow_insecure_http), a reserved parameter name, or a
     /// reqwest client that cannot be built.
     pub fn build(self) -> Result<ClientCredentials, Error> {
-        let raw_url = self
-            .token_url
-            .ok_or_else(|| Error::config("token_url is required"))?;
+        let raw_url = self.token_url.ok_or_else(|| {
+            Error::config(if self.issuer.is_some() {
+                "the issuer is set but no token_url: call discover().await before build()"
+            } else {
+                "token_url is required"
+            })
+        })?;
         let token_url = Url::parse(&raw_url)
             .map_err(|e| Error::config(format!("token_url is not a URL: {e}")))?;
         match token_url.scheme() {
@@ -362,6 +386,51 @@ impl ClientCredentialsBuilder {
     }
 }
 
+/// What [`discover`](ClientCredentialsBuilder::discover) (in `discovery.rs`) reads and
+/// sets.
+impl ClientCredentialsBuilder {
+    pub(crate) fn issuer_url(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    pub(crate) fn has_token_url(&self) -> bool {
+        self.token_url.is_some()
+    }
+
+    pub(crate) fn explicit_auth_method(&self) -> Option<ClientAuth> {
+        self.auth_set.then_some(self.auth)
+    }
+
+    pub(crate) fn insecure_http_allowed(&self) -> bool {
+        self.allow_insecure_http
+    }
+
+    pub(crate) fn timeout_or_default(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The client given with `http_client`, or the default one `build` would make.
+    pub(crate) fn http_or_default(&self) -> Result<reqwest::Client, Error> {
+        match &self.http {
+            Some(client) => Ok(client.clone()),
+            None => reqwest::Client::builder()
+                .timeout(self.timeout_or_default())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::config(format!("HTTP client: {e}"))),
+        }
+    }
+
+    /// Sets what discovery found; the auth method only if none was set.
+    pub(crate) fn discovered(mut self, token_url: &str, auth: ClientAuth) -> Self {
+        self.token_url = Some(token_url.to_owned());
+        if !self.auth_set {
+            self.auth = auth;
+        }
+        self
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -375,6 +444,7 @@ impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
             .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",

@@ -66,6 +66,12 @@ enum Kind {
     Source,
     /// The fetch ended without a result (its task was cancelled, e.g. at runtime shutdown).
     Cancelled,
+    /// The authorization server metadata (RFC 8414, OpenID Connect Discovery) could not be
+    /// fetched or is not usable.
+    Discovery {
+        status: Option<StatusCode>,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -117,6 +123,16 @@ impl Error {
         Error::new(Kind::Cancelled, None)
     }
 
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn discovery(
+        status: Option<StatusCode>,
+        reason: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Error {
+        let reason = reason.into().chars().take(500).collect();
+        Error::new(Kind::Discovery { status, reason }, source)
+    }
+
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
     /// and source must not contain secrets.
     pub fn other(source: impl Into<BoxError>) -> Error {
@@ -164,6 +180,14 @@ impl Error {
         matches!(self.inner.kind, Kind::Cancelled)
     }
 
+    /// Discovery of the authorization server failed: its metadata document (RFC 8414,
+    /// OpenID Connect Discovery 1.0) could not be fetched, is not a JSON object, is over the
+    /// size limit, names another issuer, or lacks a usable `token_endpoint`.
+    /// [`Error::status`] is the HTTP status of the metadata response, where there was one.
+    pub fn is_discovery(&self) -> bool {
+        matches!(self.inner.kind, Kind::Discovery { .. })
+    }
+
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
     /// this is.
     pub fn token_endpoint_error(&self) -> Option<&TokenEndpointError> {
@@ -173,11 +197,13 @@ impl Error {
         }
     }
 
-    /// The HTTP status of the token endpoint's answer, where there was one.
+    /// The HTTP status of the token endpoint's answer (or, for [`Error::is_discovery`], of the
+    /// metadata endpoint's), where there was one.
     pub fn status(&self) -> Option<StatusCode> {
         match &self.inner.kind {
             Kind::TokenEndpoint(e) => Some(e.status),
             Kind::InvalidResponse { status, .. } => Some(*status),
+            Kind::Discovery { status, .. } => *status,
             _ => None,
         }
     }
@@ -225,6 +251,7 @@ impl fmt::Display for Error {
             Kind::Config(message) => write!(f, "invalid configuration: {message}"),
             Kind::Source => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),
+            Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
         }
     }
 }

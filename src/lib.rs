@@ -59,6 +59,11 @@ pub mod cache;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod client_credentials;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod discovery;
+#[cfg(feature = "reqwest")]
+mod env;
 pub mod error;
 pub mod future;
 mod layer;

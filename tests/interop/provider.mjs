@@ -121,7 +121,42 @@ const provider = new Provider(issuer, {
   },
 });
 
-server.on('request', provider.callback());
+// What the token endpoint did, for the Rust tests to assert on (GET /_interop/stats):
+// tokens issued per client (counted when oidc-provider saves one), and each POST /token
+// with the client authentication it used, the client it authenticated and its status.
+const stats = { issued: {}, revoked: 0, token_requests: [] };
+provider.on('client_credentials.saved', (token) => {
+  stats.issued[token.clientId] = (stats.issued[token.clientId] || 0) + 1;
+});
+provider.on('client_credentials.destroyed', () => { stats.revoked += 1; });
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || ctx.path !== '/token') return next();
+  const header = ctx.get('authorization');
+  try {
+    await next();
+  } finally {
+    const body = ctx.oidc?.body ?? {};
+    let auth = 'none';
+    if (/^basic /i.test(header)) auth = 'basic';
+    else if (body.client_secret !== undefined) auth = 'post';
+    stats.token_requests.push({
+      auth,
+      client_id: ctx.oidc?.client?.clientId ?? null,
+      status: ctx.status,
+      error: ctx.body?.error ?? null,
+    });
+  }
+});
+
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.method === 'GET' && req.url === '/_interop/stats') {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(stats));
+    return;
+  }
+  callback(req, res);
+});
 
 let closing = false;
 const shutdown = (signal) => {
