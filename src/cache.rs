@@ -31,10 +31,37 @@
 //! refresh margin of its lifetime is left, so requests never read a clock. A request that
 //! finds no usable token joins the one fetch in flight, or starts it; the fetch runs on a
 //! task of its own, so it completes even if every request waiting for it is dropped.
+//!
+//! # Refresh ahead, and riding out failures
+//!
+//! A token of lifetime `L` is *usable* until its refresh margin `M = min(margin, L / 2)` is
+//! left; `L - M` is its usable part. By default the timer task starts one background
+//! refresh once 75% of the usable part has passed, moved earlier by a random jitter of up
+//! to 10% of the usable part, so that a fleet started together does not refresh together.
+//! Requests go on using the current token meanwhile: in steady state no request waits for
+//! the token endpoint. See [`OAuthLayerBuilder::refresh_ahead`](crate::OAuthLayerBuilder::refresh_ahead).
+//!
+//! - *Hard expiry* is separate: past the usable part, requests wait for the single fetch in
+//!   flight (a background refresh still running, or one they start); before it they never
+//!   wait.
+//! - A failed refresh is retried in the background with exponential backoff and jitter (1
+//!   second doubling up to 60 seconds by default), or after the endpoint's `Retry-After`
+//!   (on 429 and 503) when that is longer, up to the backoff maximum. The token endpoint
+//!   sees one request per backoff step. Meanwhile requests keep the current token as long
+//!   as it is *valid* (not expired), even past its usable part: an outage of the token
+//!   endpoint does not fail requests while a valid token is in hand.
+//! - Without a valid token (a cold cache, an expired token) a failed fetch is remembered
+//!   for the failure window (1 second by default, or the `Retry-After`): requests in that
+//!   window get its error at once, without a new token request.
+//! - Expiry is judged on the wall clock as well as the monotonic one: a machine that was
+//!   suspended for hours does not keep using a token that died meanwhile. The timer task
+//!   looks at the wall clock at least once a second while a token is fresh.
+//! - The timer task holds no reference that keeps the cache alive: it ends when the last
+//!   clone of the layer (and of the services it built) is dropped.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -45,10 +72,26 @@ use tokio::time::Instant;
 use crate::source::{DynSource, Erased};
 use crate::{Error, Token, TokenSource};
 
+mod refresh;
+
 /// The default refresh margin: 60 seconds.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// The default timeout of one token fetch: 10 seconds.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default point of the background refresh: when 75% of a token's usable part has
+/// passed.
+pub const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.75;
+/// The default jitter of the background refresh: it starts up to 10% of the usable part
+/// earlier.
+pub const DEFAULT_REFRESH_AHEAD_JITTER: f64 = 0.10;
+/// The default first retry delay after a failed refresh: 1 second.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+/// The default longest retry delay: 60 seconds.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(60);
+/// The default retry jitter: each delay is shortened by a random part of up to 50% of it.
+pub const DEFAULT_RETRY_JITTER: f64 = 0.5;
+/// The default failure window: 1 second.
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(1);
 
 /// A token in the slot, with what the hot path needs already computed.
 pub(crate) struct Entry {
@@ -57,8 +100,14 @@ pub(crate) struct Entry {
     pub(crate) header: HeaderValue,
     /// Monotonic time after which the token is no longer used without a refresh.
     usable_until: Instant,
-    /// Set by the cache's timer once `usable_until` has passed.
+    /// Set by the cache's timer once `usable_until` has passed (on either clock).
     due: AtomicBool,
+    /// When the entry was made, on the monotonic clock.
+    stored_at: Instant,
+    /// `usable_until` on the wall clock: `expires_at` less the margin.
+    usable_until_wall: SystemTime,
+    /// Monotonic time at which the token expires.
+    valid_until: Instant,
 }
 
 impl Entry {
@@ -69,12 +118,22 @@ impl Entry {
         // Bytes made from a Vec allocate their shared state on the first clone; do that
         // clone here so that clones on the request path are only a reference count.
         drop(header.clone());
-        let usable_for = usable_for(&token, margin, SystemTime::now());
+        let wall = SystemTime::now();
+        let now = Instant::now();
+        let usable_for = usable_for(&token, margin, wall);
+        let expires_at = token.expires_at();
+        let usable_until_wall = expires_at
+            .checked_sub(margin.min(token.expires_in() / 2))
+            .unwrap_or(expires_at);
+        let valid_for = expires_at.duration_since(wall).unwrap_or_default();
         Ok(Entry {
             token,
             header,
-            usable_until: Instant::now() + usable_for,
+            usable_until: now + usable_for,
             due: AtomicBool::new(usable_for.is_zero()),
+            stored_at: now,
+            usable_until_wall,
+            valid_until: now + valid_for,
         })
     }
 
@@ -84,9 +143,14 @@ impl Entry {
         !self.due.load(Ordering::Acquire)
     }
 
-    /// The full check, with a clock read, for the slow path.
-    fn is_usable(&self) -> bool {
-        self.is_fresh() && Instant::now() < self.usable_until
+    /// The full check, with clock reads, for the slow path.
+    fn is_usable(&self, wall: SystemTime) -> bool {
+        self.is_fresh() && Instant::now() < self.usable_until && wall < self.usable_until_wall
+    }
+
+    /// Not expired, on either clock (it may be past its usable part).
+    fn is_valid(&self, wall: SystemTime) -> bool {
+        Instant::now() < self.valid_until && wall < self.token.expires_at()
     }
 }
 
@@ -103,6 +167,20 @@ pub(crate) fn usable_for(token: &Token, margin: Duration, now: SystemTime) -> Du
 pub(crate) struct Config {
     pub(crate) refresh_margin: Duration,
     pub(crate) fetch_timeout: Duration,
+    /// Background refresh before the usable part ends.
+    pub(crate) refresh_ahead: bool,
+    /// Share of the usable part after which the background refresh starts, 0..=1.
+    pub(crate) refresh_ahead_fraction: f64,
+    /// Largest share of the usable part by which that start is moved earlier, 0..=1.
+    pub(crate) refresh_ahead_jitter: f64,
+    /// Retry delays after failed fetches: `retry_base` doubling up to `retry_max`.
+    pub(crate) retry_base: Duration,
+    pub(crate) retry_max: Duration,
+    /// Largest share of a retry delay taken off at random, 0..=1.
+    pub(crate) retry_jitter: f64,
+    /// How long a failed fetch is remembered for callers without a valid token.
+    pub(crate) failure_window: Duration,
+    pub(crate) wall_clock: refresh::WallClock,
 }
 
 impl Default for Config {
@@ -110,18 +188,46 @@ impl Default for Config {
         Config {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            refresh_ahead: true,
+            refresh_ahead_fraction: DEFAULT_REFRESH_AHEAD_FRACTION,
+            refresh_ahead_jitter: DEFAULT_REFRESH_AHEAD_JITTER,
+            retry_base: DEFAULT_RETRY_BASE,
+            retry_max: DEFAULT_RETRY_MAX,
+            retry_jitter: DEFAULT_RETRY_JITTER,
+            failure_window: DEFAULT_FAILURE_WINDOW,
+            wall_clock: refresh::WallClock::default(),
         }
     }
 }
 
 type Outcome = Option<Result<Arc<Entry>, Error>>;
 
+/// The fetch in flight or the last one, and what the failures since the last success allow.
+#[derive(Default)]
+struct Flight {
+    rx: Option<watch::Receiver<Outcome>>,
+    /// Failed fetches since the last success.
+    failures: u32,
+    /// After a failure: with a valid token in hand, no new fetch before this (backoff,
+    /// `Retry-After`); the valid token is used meanwhile.
+    retry_at: Option<Instant>,
+    /// After a failure: without a valid token, callers get its error until this (failure
+    /// window, `Retry-After`).
+    quiet_until: Option<Instant>,
+}
+
+impl Flight {
+    fn in_flight(&self) -> bool {
+        self.rx.as_ref().is_some_and(|rx| rx.borrow().is_none())
+    }
+}
+
 struct Shared {
     slot: ArcSwapOption<Entry>,
     source: Box<dyn DynSource>,
     config: Config,
     /// The fetch in flight, or the last one. Taken only on the slow path.
-    flight: Mutex<Option<watch::Receiver<Outcome>>>,
+    flight: Mutex<Flight>,
     /// Wakes the timer task: a new token was stored, or the cache is being dropped.
     wake: Arc<Notify>,
     timer_started: AtomicBool,
@@ -154,7 +260,7 @@ impl TokenCache {
                 slot: ArcSwapOption::empty(),
                 source: Box::new(Erased(Arc::new(source))),
                 config,
-                flight: Mutex::new(None),
+                flight: Mutex::new(Flight::default()),
                 wake: Arc::new(Notify::new()),
                 timer_started: AtomicBool::new(false),
             }),
@@ -219,10 +325,22 @@ impl TokenCache {
         Self::finish(step).await.map(|e| e.token.clone())
     }
 
-    /// The slow path: a usable entry, fetched if need be.
+    /// The slow path: a usable entry, fetched if need be. If the fetch fails while the
+    /// cached token is still valid (past its usable part, not expired), that token.
     pub(crate) fn entry(&self) -> impl Future<Output = Result<Arc<Entry>, Error>> + Send + 'static {
         let cache = self.clone();
-        async move { Self::finish(cache.step(false)).await }
+        async move {
+            match Self::finish(cache.step(false)).await {
+                Err(error) => cache.valid_entry().ok_or(error),
+                ready => ready,
+            }
+        }
+    }
+
+    /// The cached entry if it has not expired, on either clock.
+    fn valid_entry(&self) -> Option<Arc<Entry>> {
+        let wall = self.shared.config.wall_clock.now();
+        self.shared.slot.load_full().filter(|e| e.is_valid(wall))
     }
 
     async fn finish(step: Step) -> Result<Arc<Entry>, Error> {
@@ -235,30 +353,71 @@ impl TokenCache {
         }
     }
 
-    /// Check, lock, check again, then join the fetch in flight or start one.
+    /// Check, lock, check again, then join the fetch in flight or start one. Unless forced,
+    /// a recent failure holds back a new fetch: with a valid token that token is used until
+    /// the next retry, without one the failure's error is the answer until its window ends.
     fn step(&self, force: bool) -> Step {
         let shared = &self.shared;
         let mut flight = shared.flight.lock().unwrap_or_else(|e| e.into_inner());
+        let wall = shared.config.wall_clock.now();
         if !force
             && let Some(entry) = shared.slot.load_full()
-            && entry.is_usable()
+            && entry.is_usable(wall)
         {
             return Step::Ready(entry);
         }
-        if let Some(rx) = &*flight
+        if let Some(rx) = &flight.rx
             && rx.borrow().is_none()
         {
             return Step::Wait(rx.clone());
         }
+        if !force && let Some(rx) = &flight.rx {
+            let now = Instant::now();
+            let valid = shared.slot.load_full().filter(|e| e.is_valid(wall));
+            match valid {
+                Some(entry) if flight.retry_at.is_some_and(|at| now < at) => {
+                    return Step::Ready(entry);
+                }
+                None if flight.quiet_until.is_some_and(|at| now < at) => {
+                    return Step::Wait(rx.clone());
+                }
+                _ => {}
+            }
+        }
         let (tx, rx) = watch::channel(None);
-        *flight = Some(rx.clone());
+        flight.rx = Some(rx.clone());
         drop(flight);
         let cache = self.clone();
         tokio::spawn(async move {
             let outcome = cache.fetch_and_store().await;
+            cache.record(&outcome);
             let _ = tx.send(Some(outcome));
+            // The timer schedules the next background try, or logs the success.
+            cache.shared.wake.notify_one();
         });
         Step::Wait(rx)
+    }
+
+    /// Keeps count of failures and sets when the next fetch may go out.
+    fn record(&self, outcome: &Result<Arc<Entry>, Error>) {
+        let config = &self.shared.config;
+        let mut flight = self.shared.flight.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(_) => {
+                flight.failures = 0;
+                flight.retry_at = None;
+                flight.quiet_until = None;
+            }
+            Err(error) => {
+                flight.failures = flight.failures.saturating_add(1);
+                let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
+                let backoff = refresh::backoff(config, flight.failures, fastrand::f64());
+                let now = Instant::now();
+                flight.retry_at = Some(now + backoff.max(retry_after.unwrap_or_default()));
+                flight.quiet_until =
+                    Some(now + config.failure_window.max(retry_after.unwrap_or_default()));
+            }
+        }
     }
 
     /// A new token from the source, within the fetch timeout.
@@ -297,41 +456,10 @@ impl TokenCache {
 
     fn start_timer(&self) {
         if !self.shared.timer_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(timer(
+            tokio::spawn(refresh::timer(
                 Arc::downgrade(&self.shared),
                 self.shared.wake.clone(),
             ));
-        }
-    }
-}
-
-/// Marks each stored token as due when its usable time has passed. Ends when the cache
-/// is dropped.
-async fn timer(cache: Weak<Shared>, wake: Arc<Notify>) {
-    loop {
-        let next = {
-            let Some(shared) = cache.upgrade() else {
-                return;
-            };
-            let guard = shared.slot.load();
-            guard
-                .as_ref()
-                .filter(|e| e.is_fresh())
-                .map(|e| (e.usable_until, Arc::downgrade(e)))
-        };
-        match next {
-            None => wake.notified().await,
-            Some((at, entry)) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {
-                        if let Some(entry) = entry.upgrade() {
-                            entry.due.store(true, Ordering::Release);
-                            tracing::debug!(target: "tower_oauth", "token due for refresh");
-                        }
-                    }
-                    _ = wake.notified() => {}
-                }
-            }
         }
     }
 }

@@ -30,11 +30,11 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::response::ResponseParser;
+use crate::response::{ResponseParser, parse_retry_after};
 use crate::{Error, Token, TokenSource};
 
 /// How the client authenticates to the token endpoint (RFC 6749 section 2.3.1; names
@@ -141,14 +141,28 @@ impl ClientCredentials {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
+        // when to come back; the error carries it, whatever the body.
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            _ => None,
+        };
+        let with_retry_after = |error: Error| match retry_after {
+            Some(delay) => error.with_retry_after(delay),
+            None => error,
+        };
         let limit = self.parser.body_limit();
         let too_large = || {
-            Error::invalid_response(
+            with_retry_after(Error::invalid_response(
                 status,
                 content_type.as_deref(),
                 "body over the size limit",
                 None,
-            )
+            ))
         };
         if response
             .content_length()
@@ -170,7 +184,10 @@ impl ClientCredentials {
                 Err(e) => return Err(Error::transport(e.without_url())),
             }
         }
-        let token = self.parser.parse(status, content_type.as_deref(), &body)?;
+        let token = self
+            .parser
+            .parse(status, content_type.as_deref(), &body)
+            .map_err(with_retry_after)?;
         tracing::debug!(
             target: "tower_oauth",
             %status,

@@ -24,6 +24,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -41,10 +42,12 @@ pub struct Error {
 
 struct Inner {
     kind: Kind,
-    source: Option<BoxError>,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+    /// The token endpoint's `Retry-After`, on a 429 or 503 answer.
+    retry_after: Option<Duration>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Kind {
     /// The token endpoint answered with an RFC 6749 section 5.2 error.
     TokenEndpoint(TokenEndpointError),
@@ -77,7 +80,11 @@ enum Kind {
 impl Error {
     fn new(kind: Kind, source: Option<BoxError>) -> Error {
         Error {
-            inner: Arc::new(Inner { kind, source }),
+            inner: Arc::new(Inner {
+                kind,
+                source: source.map(Arc::from),
+                retry_after: None,
+            }),
         }
     }
 
@@ -137,6 +144,30 @@ impl Error {
     /// and source must not contain secrets.
     pub fn other(source: impl Into<BoxError>) -> Error {
         Error::new(Kind::Source, Some(source.into()))
+    }
+
+    /// The same error, saying that the token endpoint asked not to be tried again for
+    /// `delay` (its `Retry-After`, RFC 9110 section 10.2.3, on a 429 or 503 answer).
+    ///
+    /// [`ClientCredentials`](crate::ClientCredentials) sets it; a
+    /// [`TokenSource`](crate::TokenSource) of your own may, too
+    /// ([`response::parse_retry_after`](crate::response::parse_retry_after) reads the
+    /// header). The layer then makes no token request for that long (up to its backoff
+    /// maximum, see [`OAuthLayerBuilder::retry_backoff`](crate::OAuthLayerBuilder::retry_backoff)).
+    pub fn with_retry_after(self, delay: Duration) -> Error {
+        Error {
+            inner: Arc::new(Inner {
+                kind: self.inner.kind.clone(),
+                source: self.inner.source.clone(),
+                retry_after: Some(delay),
+            }),
+        }
+    }
+
+    /// How long the token endpoint asked not to be tried again (its `Retry-After` on a 429
+    /// or 503 answer), if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
     }
 
     /// The token endpoint refused the request with an RFC 6749 section 5.2 error
@@ -223,6 +254,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.inner.kind);
         if let Some(source) = &self.inner.source {
             d.field("source", source);
+        }
+        if let Some(delay) = self.inner.retry_after {
+            d.field("retry_after", &delay);
         }
         d.finish()
     }

@@ -81,7 +81,9 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     ///
     /// The margin used for a token is never more than half of its lifetime (`expires_in`),
     /// so a token that lives 30 seconds is refreshed with 15 seconds left, not on every
-    /// request. Requests that find the token due wait for the single fetch of a new one.
+    /// request. Requests that find the token due wait for the single fetch of a new one;
+    /// with [`refresh_ahead`](Self::refresh_ahead) (the default) that fetch has usually
+    /// happened in the background well before.
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.config.refresh_margin = margin;
         self
@@ -147,12 +149,93 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
         self
     }
 
+    /// Whether the token is refreshed in the background before its usable part ends.
+    /// Default `true`.
+    ///
+    /// A token of lifetime `L` is usable until its refresh margin `M = min(margin, L / 2)`
+    /// is left; `L - M` is its usable part. With refresh ahead, one background refresh
+    /// starts once [`refresh_ahead_fraction`](Self::refresh_ahead_fraction) (75%) of the
+    /// usable part has passed, moved earlier by a random
+    /// [`refresh_ahead_jitter`](Self::refresh_ahead_jitter) (up to 10% of it), while
+    /// requests go on with the current token: in steady state no request waits for the
+    /// token endpoint. A 100 second token with the default 60 second margin (so `M` = 50
+    /// seconds) is refreshed between 32.5 and 37.5 seconds after it was stored.
+    ///
+    /// Without it, the first request past the usable part waits for the fetch of a new
+    /// token (so do the others that come meanwhile; they share the one fetch).
+    pub fn refresh_ahead(mut self, enabled: bool) -> Self {
+        self.config.refresh_ahead = enabled;
+        self
+    }
+
+    /// The share of a token's usable part after which the background refresh starts,
+    /// from 0.0 (at once) to 1.0 (at the end of the usable part). Default 0.75. Values out
+    /// of range are clamped; NaN means the default.
+    pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
+        self.config.refresh_ahead_fraction =
+            unit_fraction(fraction, crate::cache::DEFAULT_REFRESH_AHEAD_FRACTION);
+        self
+    }
+
+    /// The largest share of a token's usable part by which the background refresh starts
+    /// earlier, drawn at random for each token so that a fleet started together does not
+    /// refresh together. Default 0.10; 0.0 turns the jitter off. Values out of range are
+    /// clamped; NaN means the default.
+    pub fn refresh_ahead_jitter(mut self, fraction: f64) -> Self {
+        self.config.refresh_ahead_jitter =
+            unit_fraction(fraction, crate::cache::DEFAULT_REFRESH_AHEAD_JITTER);
+        self
+    }
+
+    /// The retry delays after failed token fetches: `base` after the first failure,
+    /// doubling with each failure in a row, never more than `max`. Default 1 second and
+    /// 60 seconds. `base` is at least 1 millisecond, `max` at least `base`.
+    ///
+    /// While a valid token is in hand, a failed background refresh is tried again after
+    /// that delay, or after the token endpoint's `Retry-After` (on 429 and 503) if that is
+    /// longer, up to `max`; the endpoint sees one request per step. The current token is
+    /// used meanwhile, even past its usable part, as long as it has not expired.
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        let base = base.max(Duration::from_millis(1));
+        self.config.retry_base = base;
+        self.config.retry_max = max.max(base);
+        self
+    }
+
+    /// The largest share of each retry delay taken off at random, from 0.0 (exact delays:
+    /// 1, 2, 4, 8... seconds by default) to 1.0. Default 0.5. Values out of range are
+    /// clamped; NaN means the default.
+    pub fn retry_jitter(mut self, fraction: f64) -> Self {
+        self.config.retry_jitter = unit_fraction(fraction, crate::cache::DEFAULT_RETRY_JITTER);
+        self
+    }
+
+    /// How long a failed fetch is remembered when there is no valid token (a cold cache,
+    /// an expired token). Default 1 second. Requests in that window get the failure's
+    /// [`Error`](crate::Error) at once instead of a new token request, so a burst of
+    /// requests against a failing endpoint makes one token request. A `Retry-After` of the
+    /// token endpoint (on 429 and 503) lengthens the window, up to the backoff maximum
+    /// ([`retry_backoff`](Self::retry_backoff)). Zero: every request finding no token
+    /// tries again.
+    pub fn failure_window(mut self, window: Duration) -> Self {
+        self.config.failure_window = window;
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> OAuthLayer {
         OAuthLayer {
             cache: TokenCache::new(self.source, self.config),
             recovery: Arc::new(self.recovery),
         }
+    }
+}
+
+fn unit_fraction(fraction: f64, default: f64) -> f64 {
+    if fraction.is_nan() {
+        default
+    } else {
+        fraction.clamp(0.0, 1.0)
     }
 }
 

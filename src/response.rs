@@ -207,9 +207,74 @@ impl ResponseParser {
     }
 }
 
+/// Reads a `Retry-After` header value (RFC 9110 section 10.2.3): how long from `now` the
+/// server asked the client to wait.
+///
+/// The value is either a number of seconds (`120`) or an HTTP-date
+/// (`Fri, 31 Dec 1999 23:59:59 GMT`, or the obsolete RFC 850 and asctime forms). A date in
+/// the past means zero. Anything else (negative numbers, garbage) is `None`: the header is
+/// then ignored, never an error.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_oauth::response::parse_retry_after;
+///
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_000);
+/// assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+/// assert_eq!(
+///     parse_retry_after("Fri, 31 Dec 1999 23:59:59 GMT", now),
+///     Some(Duration::from_secs(799)),
+/// );
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: too many of them is just a very long wait.
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let secs = Duration::from_secs;
+        assert_eq!(parse_retry_after("0", now), Some(secs(0)));
+        assert_eq!(parse_retry_after(" 30 ", now), Some(secs(30)));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(secs(u64::MAX))
+        );
+        // RFC 9110 section 5.6.7: the same instant in its three forms.
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_retry_after(date, now), Some(secs(0)), "{date}");
+            assert_eq!(
+                parse_retry_after(date, now - secs(90)),
+                Some(secs(90)),
+                "{date}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + secs(5)),
+            Some(secs(0)),
+            "a date in the past is no wait"
+        );
+        for bad in ["", "-1", "1.5", "soon", "30s", "Sun, 06 Nov 1994", "\u{0}"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
 
     fn ok(body: &str) -> Result<Token, Error> {
         ResponseParser::default().parse(StatusCode::OK, Some("application/json"), body.as_bytes())

@@ -298,7 +298,10 @@ async fn call(
 #[tokio::test(start_paused = true)]
 async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
     let fetches = Arc::new(AtomicUsize::new(0));
-    let layer = OAuthLayer::new(counting_source(Duration::from_secs(120), fetches.clone()));
+    // The on-demand path: refresh ahead (on by default) is tested in tests/refresh_ahead.rs.
+    let layer = OAuthLayer::builder(counting_source(Duration::from_secs(120), fetches.clone()))
+        .refresh_ahead(false)
+        .build();
     let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
 
     assert_eq!(call(&mut svc).await, "Bearer t1");
@@ -325,7 +328,9 @@ async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
 #[tokio::test(start_paused = true)]
 async fn a_30s_token_is_refreshed_with_15s_left() {
     let fetches = Arc::new(AtomicUsize::new(0));
-    let layer = OAuthLayer::new(counting_source(Duration::from_secs(30), fetches.clone()));
+    let layer = OAuthLayer::builder(counting_source(Duration::from_secs(30), fetches.clone()))
+        .refresh_ahead(false)
+        .build();
     let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
 
     assert_eq!(call(&mut svc).await, "Bearer t1");
@@ -345,6 +350,7 @@ async fn the_refresh_margin_is_configurable() {
     let fetches = Arc::new(AtomicUsize::new(0));
     let layer = OAuthLayer::builder(counting_source(Duration::from_secs(600), fetches.clone()))
         .refresh_margin(Duration::from_secs(100))
+        .refresh_ahead(false)
         .build();
     let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
     call(&mut svc).await;

@@ -62,6 +62,9 @@ pub struct AuthServerConfig {
     pub token_delay: Duration,
     /// How the token endpoint answers; see [`FailureMode`].
     pub failure: FailureMode,
+    /// A `Retry-After` header value (seconds or an HTTP-date) sent with every injected
+    /// failure (see [`FailureMode`]). `None`: no header.
+    pub retry_after: Option<String>,
 }
 
 impl Default for AuthServerConfig {
@@ -74,6 +77,7 @@ impl Default for AuthServerConfig {
             scopes: Vec::new(),
             token_delay: Duration::ZERO,
             failure: FailureMode::None,
+            retry_after: None,
         }
     }
 }
@@ -91,6 +95,8 @@ pub enum FailureMode {
     ServerErrorHtml,
     /// `200` with a body that is not JSON.
     MalformedJson,
+    /// `429` with a plain-text body, as a rate-limiting proxy would.
+    TooManyRequests,
 }
 
 /// How a token request authenticated the client (RFC 6749 §2.3.1).
@@ -480,26 +486,42 @@ fn token_response(
     match failure {
         FailureMode::None => {}
         FailureMode::InvalidClient => {
-            return oauth_error(
+            let mut response = oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client",
                 "failure injected by the test server",
             );
+            with_retry_after(&mut response, config);
+            return response;
         }
         FailureMode::TemporarilyUnavailable => {
-            return oauth_error(
+            let mut response = oauth_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "failure injected by the test server",
             );
+            with_retry_after(&mut response, config);
+            return response;
+        }
+        FailureMode::TooManyRequests => {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "Too Many Requests",
+            )
+                .into_response();
+            with_retry_after(&mut response, config);
+            return response;
         }
         FailureMode::ServerErrorHtml => {
-            return (
+            let mut response = (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [(header::CONTENT_TYPE, "text/html")],
                 "<html><body><h1>500 Internal Server Error</h1></body></html>",
             )
                 .into_response();
+            with_retry_after(&mut response, config);
+            return response;
         }
         FailureMode::MalformedJson => {
             return (
@@ -610,6 +632,16 @@ fn single<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+fn with_retry_after(response: &mut Response, config: &AuthServerConfig) {
+    if let Some(value) = config
+        .retry_after
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
