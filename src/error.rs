@@ -66,6 +66,8 @@ enum Kind {
     Source,
     /// The fetch ended without a result (its task was cancelled, e.g. at runtime shutdown).
     Cancelled,
+    /// A shared token store failed, timed out, or held a value that cannot be read.
+    Store(&'static str),
 }
 
 impl Error {
@@ -117,6 +119,10 @@ impl Error {
         Error::new(Kind::Cancelled, None)
     }
 
+    pub(crate) fn store(reason: &'static str, source: Option<BoxError>) -> Error {
+        Error::new(Kind::Store(reason), source)
+    }
+
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
     /// and source must not contain secrets.
     pub fn other(source: impl Into<BoxError>) -> Error {
@@ -162,6 +168,15 @@ impl Error {
     /// The fetch was cancelled before it had a result (its runtime shut down).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.inner.kind, Kind::Cancelled)
+    }
+
+    /// A shared [`TokenStore`](crate::store::TokenStore) failed or timed out, or held a
+    /// value that cannot be read: not one this crate wrote, or sealed with another
+    /// `EncryptionKey`. The layer never fails a request for
+    /// this: it fetches a token of its own instead. Reported by
+    /// [`TokenCache::stored_token`](crate::TokenCache::stored_token).
+    pub fn is_store(&self) -> bool {
+        matches!(self.inner.kind, Kind::Store(_))
     }
 
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
@@ -225,6 +240,7 @@ impl fmt::Display for Error {
             Kind::Config(message) => write!(f, "invalid configuration: {message}"),
             Kind::Source => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),
+            Kind::Store(reason) => write!(f, "token store: {reason}"),
         }
     }
 }
