@@ -44,9 +44,9 @@
 //!
 //! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
 //!   over reqwest with rustls (no system OpenSSL).
-//! - `redis`: [`store::RedisStore`], one token shared by a fleet of instances through
+//! - `redis`: `store::RedisStore`, one token shared by a fleet of instances through
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
-//! - `encryption`: [`store::EncryptionKey`], AES-256-GCM sealing of the tokens kept in a
+//! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
 //!   shared store.
 
 #![warn(

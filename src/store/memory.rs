@@ -44,8 +44,11 @@ use crate::BoxError;
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    entries: Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>,
+    entries: Arc<Mutex<Entries>>,
 }
+
+/// Values and when they expire, by key.
+type Entries = HashMap<String, (Vec<u8>, Instant)>;
 
 impl MemoryStore {
     /// An empty store.
@@ -72,7 +75,7 @@ impl MemoryStore {
         self.lock().clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -1,7 +1,7 @@
 //! Shared token stores: one token per lifetime for a whole fleet of instances.
 //!
 //! Without a store, each instance (each process) fetches and caches its own token. With a
-//! [`TokenStore`] shared by the instances, such as [`RedisStore`] (feature `redis`), they
+//! [`TokenStore`] shared by the instances, such as `RedisStore` (feature `redis`), they
 //! share one token, and a refresh is single-flight across the fleet.
 //!
 //! The lock-free slot of the [`TokenCache`](crate::TokenCache) stays in front: a request
@@ -55,7 +55,7 @@
 //! [`ClientCredentials`](crate::ClientCredentials): token URL, client id, a hash of the
 //! secret, sorted scopes, audience, resources and other parameters). Its lock is the same
 //! key with `:lock` appended. The value is JSON with the token and its absolute expiry,
-//! sealed with AES-256-GCM if an [`EncryptionKey`] is set (feature `encryption`).
+//! sealed with AES-256-GCM if an `EncryptionKey` is set (feature `encryption`).
 
 use std::fmt;
 use std::future::Future;
