@@ -256,7 +256,9 @@ impl TokenCache {
     }
 
     /// Fetches a new token even if the cached one is usable, and stores it. If a fetch is
-    /// already in flight, waits for that one instead of starting another.
+    /// already in flight, waits for that one instead of starting another. With a shared
+    /// [`store`](crate::store), a token there other than the cached one is taken instead,
+    /// so a fleet that refreshes at once still makes one token request.
     ///
     /// # Errors
     /// The fetch's [`Error`]; the cached token, if any, stays in place.

@@ -17,27 +17,33 @@ use crate::BoxError;
 /// tests on a paused clock see them expire with `tokio::time::advance`. It never fails.
 ///
 /// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::time::Duration;
-/// use tower_oauth::store::MemoryStore;
+/// use secrecy::ExposeSecret;
+/// use tower_oauth::store::{CacheKey, MemoryStore, StoreOptions};
 /// use tower_oauth::{source_fn, OAuthLayer, Token};
-/// use tower_oauth::store::{CacheKey, StoreOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_oauth::Error> {
 /// let store = MemoryStore::new();
-/// let source = || source_fn(|| async { Ok(Token::new("t", Duration::from_secs(600))) });
-/// let key = CacheKey::builder("example").field("name", "t").build();
-/// let a = OAuthLayer::builder(source())
+/// let fetches = Arc::new(AtomicUsize::new(0));
+/// let instance = || {
+///     let fetches = fetches.clone();
+///     OAuthLayer::builder(source_fn(move || {
+///         let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+///         async move { Ok(Token::new(format!("t{n}"), Duration::from_secs(600))) }
+///     }))
 ///     .store(store.clone())
-///     .store_options(StoreOptions::new().key(key))
-///     .build();
-/// let b = OAuthLayer::builder(source())
-///     .store(store.clone())
-///     .store_options(StoreOptions::new().key(key))
-///     .build();
-/// let first = a.cache().token().await?;  // fetched and stored
+///     .store_options(StoreOptions::new().key(CacheKey::builder("example").build()))
+///     .build()
+/// };
+/// let (a, b) = (instance(), instance());
+/// let first = a.cache().token().await?; // fetched and stored
 /// let second = b.cache().token().await?; // read from the store
-/// assert_eq!(first.issued_at(), second.issued_at());
+/// assert_eq!(first.access_token().expose_secret(), "t1");
+/// assert_eq!(second.access_token().expose_secret(), "t1");
+/// assert_eq!(fetches.load(Ordering::SeqCst), 1);
 /// assert_eq!(store.len(), 1);
 /// # Ok(())
 /// # }
