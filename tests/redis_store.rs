@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:6379`): each "instance" is a layer with a connection of its own.
 //!
 //! Tests that need Redis skip with a printed reason when it is unreachable, unless `CI` is
-//! set. Each test writes under a random key prefix and deletes its keys at the end. Redis
+//! set. Each test writes under a random key prefix and deletes its keys when done, pass or fail. Redis
 //! TTLs run on the real clock, so the refresh-cycle test sleeps for real (about 7 s).
 #![cfg(feature = "redis")]
 
@@ -98,16 +98,24 @@ impl Redis {
             .await
             .expect("PTTL")
     }
+}
 
-    async fn clean_up(self) {
-        let keys = self.keys().await;
-        if !keys.is_empty() {
-            let mut conn = self.conn.clone();
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .expect("DEL");
+/// Deletes the test's keys, also when the test failed.
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let clean = || -> redis::RedisResult<()> {
+            let client = redis::Client::open(redis_url().as_str())?;
+            let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut conn)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).query::<i64>(&mut conn)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = clean() {
+            eprintln!("test keys under {} not deleted: {e}", self.prefix);
         }
     }
 }
@@ -223,7 +231,6 @@ async fn cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token
     let issued_at_ms = json["issued_at_ms"].as_u64().expect("issued_at_ms");
     assert_eq!(expires_at_ms - issued_at_ms, 3_600_000);
     assert_eq!(json["access_token"], secret(&token));
-    redis.clean_up().await;
 }
 
 /// A token that lives 2 s with a 1 s refresh margin: one refresh cycle per second.
@@ -292,7 +299,6 @@ async fn over_5_refresh_cycles_8_instances_make_as_many_token_requests_as_one() 
         "one instance: cold start + 5 refreshes"
     );
     assert_eq!(eight, one, "8 instances make as many token requests as one");
-    redis.clean_up().await;
 }
 
 /// A source that has the identity of `inner` but whose fetch never ends: the instance
@@ -372,7 +378,6 @@ async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lo
     assert_eq!(keys, vec![key.clone()], "only 1 token stored, no lock left");
     let stored = b.cache().stored_token().await.unwrap().expect("stored");
     assert_eq!(secret(&stored), secret(&token));
-    redis.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,7 +441,6 @@ async fn a_401_on_all_8_instances_makes_exactly_one_token_request() {
         .expect("stored");
     assert_eq!(secret(&stored), secret(&t2));
     assert_eq!(server.token_requests(), 2);
-    redis.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,7 +472,6 @@ async fn a_401_deletes_the_shared_entry_while_it_still_holds_the_token() {
     let t2 = fresh.cache().token().await.expect("token");
     assert_ne!(secret(&t2), secret(&t));
     assert_eq!(server.token_requests(), 2);
-    redis.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,7 +558,6 @@ async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(
         let text = String::from_utf8_lossy(&value);
         assert!(!text.contains(&s1) && !text.contains("rotated-secret"));
     }
-    redis.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,7 +606,6 @@ async fn encrypted_values_cannot_be_read_back_with_a_wrong_key() {
             .iter()
             .all(|h| h == &format!("Bearer {}", secret(&tb)))
     );
-    redis.clean_up().await;
 }
 
 /// A loopback address where nothing listens any more.
@@ -708,7 +709,6 @@ async fn garbage_under_the_key_is_replaced_by_a_good_token() {
     assert_eq!(server.token_requests(), 1);
     let stored = layer.cache().stored_token().await.unwrap().expect("stored");
     assert_eq!(format!("Bearer {}", secret(&stored)), headers[0]);
-    redis.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -730,5 +730,4 @@ async fn debug_output_shows_no_secret() {
     assert!(!text.contains(&server.config().client_secret));
     assert!(!text.contains("hunter2"));
     assert!(text.contains("RedisStore"), "{text}");
-    redis.clean_up().await;
 }
