@@ -70,6 +70,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::source::{DynSource, Erased};
+use crate::store::{StoreClient, StoreConfig};
 use crate::{Error, Token, TokenSource};
 
 mod refresh;
@@ -181,6 +182,8 @@ pub(crate) struct Config {
     /// How long a failed fetch is remembered for callers without a valid token.
     pub(crate) failure_window: Duration,
     pub(crate) wall_clock: refresh::WallClock,
+    /// A token store shared with other instances, if any (see [`crate::store`]).
+    pub(crate) store: StoreConfig,
 }
 
 impl Default for Config {
@@ -196,6 +199,7 @@ impl Default for Config {
             retry_jitter: DEFAULT_RETRY_JITTER,
             failure_window: DEFAULT_FAILURE_WINDOW,
             wall_clock: refresh::WallClock::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -226,6 +230,8 @@ struct Shared {
     slot: ArcSwapOption<Entry>,
     source: Box<dyn DynSource>,
     config: Config,
+    /// The shared store between the slot and the source, if one is configured.
+    store: Option<Arc<StoreClient>>,
     /// The fetch in flight, or the last one. Taken only on the slow path.
     flight: Mutex<Flight>,
     /// Wakes the timer task: a new token was stored, or the cache is being dropped.
@@ -255,11 +261,15 @@ enum Step {
 
 impl TokenCache {
     pub(crate) fn new<T: TokenSource>(source: T, config: Config) -> TokenCache {
+        let store = config
+            .store
+            .client(source.cache_key(), config.fetch_timeout);
         TokenCache {
             shared: Arc::new(Shared {
                 slot: ArcSwapOption::empty(),
                 source: Box::new(Erased(Arc::new(source))),
                 config,
+                store,
                 flight: Mutex::new(Flight::default()),
                 wake: Arc::new(Notify::new()),
                 timer_started: AtomicBool::new(false),
@@ -296,15 +306,51 @@ impl TokenCache {
     }
 
     /// Drops `seen` from the slot if it is still the cached entry, and only then: a newer
-    /// token is never thrown away. True if it was dropped.
-    #[allow(dead_code)]
+    /// token is never thrown away. True if it was dropped. With a shared store, the store
+    /// entry is then deleted too if it still holds that token (in the background).
     pub(crate) fn invalidate_if(&self, seen: &Arc<Entry>) -> bool {
         let previous = self.shared.slot.compare_and_swap(seen, None);
         let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, seen));
         if dropped {
             tracing::debug!(target: "tower_oauth", "rejected token invalidated");
+            if let Some(store) = &self.shared.store {
+                store.reject(&seen.token);
+            }
         }
         dropped
+    }
+
+    /// Tells the cache that the API refused `token` (an HTTP 401): it is dropped from the
+    /// cache if it is still the cached token, so the next request fetches a new one, and
+    /// never used again. With a shared [`store`](crate::store), the store entry is deleted
+    /// too if it still holds this very token (compare-and-delete, in the background), so
+    /// the whole fleet makes one refresh, not one per instance. A newer token, here or in
+    /// the store, is never thrown away.
+    pub fn reject(&self, token: &Token) {
+        let current = self.shared.slot.load_full();
+        if let Some(entry) = current
+            && same_token(&entry.token, token)
+            && self.invalidate_if(&entry)
+        {
+            return;
+        }
+        if let Some(store) = &self.shared.store {
+            store.reject(token);
+        }
+    }
+
+    /// The token the shared [`store`](crate::store) holds for this cache, as it is there
+    /// (whether or not it is due for refresh); `Ok(None)` if the store holds none, or if
+    /// the layer has no store.
+    ///
+    /// # Errors
+    /// [`Error::is_store`]: the store failed or timed out, or its value cannot be read (not
+    /// written by this crate, or sealed with another encryption key).
+    pub async fn stored_token(&self) -> Result<Option<Token>, Error> {
+        match &self.shared.store {
+            Some(store) => store.stored_token().await,
+            None => Ok(None),
+        }
     }
 
     /// A usable token: the cached one, or a new one from the single fetch in flight.
@@ -316,7 +362,9 @@ impl TokenCache {
     }
 
     /// Fetches a new token even if the cached one is usable, and stores it. If a fetch is
-    /// already in flight, waits for that one instead of starting another.
+    /// already in flight, waits for that one instead of starting another. With a shared
+    /// [`store`](crate::store), a token there other than the cached one is taken instead,
+    /// so a fleet that refreshes at once still makes one token request.
     ///
     /// # Errors
     /// The fetch's [`Error`]; the cached token, if any, stays in place.
@@ -420,13 +468,27 @@ impl TokenCache {
         }
     }
 
-    /// A new token from the source, within the fetch timeout.
+    /// A new token: from the shared store if there is one and it has a token, otherwise
+    /// from the source, within the fetch timeout.
     async fn obtain(&self) -> Result<Token, Error> {
         let shared = &self.shared;
-        tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
-        tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
-            .await
-            .unwrap_or_else(|_| Err(Error::timeout()))
+        let fetch = || async move {
+            tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
+            tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout()))
+        };
+        match &shared.store {
+            None => fetch().await,
+            Some(store) => {
+                // The token being replaced is not taken back from the store.
+                let current = shared.slot.load_full();
+                let replacing = current.as_ref().map(|e| &e.token);
+                store
+                    .obtain(shared.config.refresh_margin, replacing, fetch)
+                    .await
+            }
+        }
     }
 
     async fn fetch_and_store(&self) -> Result<Arc<Entry>, Error> {
@@ -462,6 +524,11 @@ impl TokenCache {
             ));
         }
     }
+}
+
+fn same_token(a: &Token, b: &Token) -> bool {
+    use secrecy::ExposeSecret;
+    a.access_token().expose_secret() == b.access_token().expose_secret()
 }
 
 impl fmt::Debug for TokenCache {

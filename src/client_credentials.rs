@@ -35,6 +35,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::response::{ResponseParser, parse_retry_after};
+use crate::store::CacheKey;
 use crate::{Error, Token, TokenSource};
 
 /// How the client authenticates to the token endpoint (RFC 6749 section 2.3.1; names
@@ -201,6 +202,35 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     fn fetch(&self) -> impl Future<Output = Result<Token, Error>> + Send {
         self.request_token()
+    }
+
+    /// SHA-256 of the token URL, the client id, a SHA-256 of the client secret, the scopes
+    /// (sorted), and the other parameters (`audience`, `resource`...) sorted by name and
+    /// value. The authentication method is left out: it does not change the token.
+    fn cache_key(&self) -> Option<CacheKey> {
+        let mut scopes: Vec<&str> = Vec::new();
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(self.params.len());
+        for (name, value) in &self.params {
+            if name == "scope" {
+                scopes.extend(value.split_ascii_whitespace());
+            } else {
+                params.push((name, value));
+            }
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        params.sort_unstable();
+        let mut key = CacheKey::builder("client_credentials/v1")
+            .field("token_url", self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .secret_field("client_secret", self.client_secret.expose_secret());
+        for scope in scopes {
+            key = key.field("scope", scope);
+        }
+        for (name, value) in params {
+            key = key.field("param", name).field("value", value);
+        }
+        Some(key.build())
     }
 }
 

@@ -75,6 +75,8 @@ enum Kind {
         status: Option<StatusCode>,
         reason: String,
     },
+    /// A shared token store failed, timed out, or held a value that cannot be read.
+    Store(&'static str),
 }
 
 impl Error {
@@ -138,6 +140,10 @@ impl Error {
     ) -> Error {
         let reason = reason.into().chars().take(500).collect();
         Error::new(Kind::Discovery { status, reason }, source)
+    }
+
+    pub(crate) fn store(reason: &'static str, source: Option<BoxError>) -> Error {
+        Error::new(Kind::Store(reason), source)
     }
 
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
@@ -219,6 +225,15 @@ impl Error {
         matches!(self.inner.kind, Kind::Discovery { .. })
     }
 
+    /// A shared [`TokenStore`](crate::store::TokenStore) failed or timed out, or held a
+    /// value that cannot be read: not one this crate wrote, or sealed with another
+    /// `EncryptionKey`. The layer never fails a request for
+    /// this: it fetches a token of its own instead. Reported by
+    /// [`TokenCache::stored_token`](crate::TokenCache::stored_token).
+    pub fn is_store(&self) -> bool {
+        matches!(self.inner.kind, Kind::Store(_))
+    }
+
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
     /// this is.
     pub fn token_endpoint_error(&self) -> Option<&TokenEndpointError> {
@@ -286,6 +301,7 @@ impl fmt::Display for Error {
             Kind::Source => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),
             Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
+            Kind::Store(reason) => write!(f, "token store: {reason}"),
         }
     }
 }

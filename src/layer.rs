@@ -6,6 +6,7 @@ use tower_layer::Layer;
 
 use crate::cache::{Config, TokenCache};
 use crate::replay::{RecoverOn, Recovery};
+use crate::store::{StoreOptions, TokenStore};
 use crate::{OAuth, TokenSource};
 
 /// Applies [`OAuth`] to a service: every request gets `Authorization: <type> <token>` from
@@ -219,6 +220,27 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// tries again.
     pub fn failure_window(mut self, window: Duration) -> Self {
         self.config.failure_window = window;
+        self
+    }
+
+    /// Shares tokens with other instances through `store` (see [`crate::store`]): the
+    /// cache takes a token from the store before it asks the source, and refreshes under
+    /// a lock held in the store, so the whole fleet makes one token request per lifetime.
+    /// Default: no store, every instance fetches its own tokens.
+    ///
+    /// The store entry is named after the source's
+    /// [`cache_key`](TokenSource::cache_key), or the key set in
+    /// [`store_options`](Self::store_options); with neither, the store is not used (an
+    /// `error` event says so).
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.config.store.store = Some(std::sync::Arc::new(store));
+        self
+    }
+
+    /// How the [`store`](Self::store) is used: key prefix, timeouts, lock, encryption. See
+    /// [`StoreOptions`] for the defaults.
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.config.store.options = options;
         self
     }
 

@@ -45,6 +45,10 @@
 //!
 //! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
 //!   over reqwest with rustls (no system OpenSSL).
+//! - `redis`: `store::RedisStore`, one token shared by a fleet of instances through
+//!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
+//! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
+//!   shared store.
 
 #![warn(
     missing_docs,
@@ -71,6 +75,7 @@ pub mod replay;
 pub mod response;
 mod service;
 pub mod source;
+pub mod store;
 pub mod token;
 
 pub use cache::TokenCache;

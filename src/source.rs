@@ -20,6 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::store::CacheKey;
 use crate::{Error, Token};
 
 /// Fetches a new access token.
@@ -32,6 +33,15 @@ use crate::{Error, Token};
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a token.
     fn fetch(&self) -> impl Future<Output = Result<Token, Error>> + Send;
+
+    /// The identity of the tokens this source fetches: the name of their entry in a shared
+    /// [`TokenStore`](crate::store::TokenStore). Sources with equal keys share one token, so
+    /// the key must cover everything that makes the token what it is (endpoint, client,
+    /// secret, scopes, audience...). `None` (the default): a layer with a store needs a key
+    /// from [`StoreOptions::key`](crate::store::StoreOptions::key).
+    fn cache_key(&self) -> Option<CacheKey> {
+        None
+    }
 }
 
 /// A [`TokenSource`] made from an async closure; see [`source_fn`].

@@ -51,6 +51,8 @@ pub struct AuthServerConfig {
     pub client_id: String,
     /// That client's secret.
     pub client_secret: String,
+    /// Other secrets the client may authenticate with too, as during a secret rotation.
+    pub extra_secrets: Vec<String>,
     /// Lifetime of issued tokens in seconds; also sent as `expires_in`.
     pub expires_in: u64,
     /// Whether the token response carries `expires_in` (it is only
@@ -72,6 +74,7 @@ impl Default for AuthServerConfig {
         Self {
             client_id: "demo".into(),
             client_secret: "demo-secret".into(),
+            extra_secrets: Vec::new(),
             expires_in: 3600,
             send_expires_in: true,
             scopes: Vec::new(),
@@ -553,7 +556,9 @@ fn token_response(
     }
     let authenticated = method.is_some()
         && id.as_deref() == Some(config.client_id.as_str())
-        && secret.as_deref() == Some(config.client_secret.as_str());
+        && secret.as_deref().is_some_and(|s| {
+            s == config.client_secret || config.extra_secrets.iter().any(|e| e == s)
+        });
     if !authenticated {
         let mut resp = oauth_error(
             StatusCode::UNAUTHORIZED,

@@ -1,0 +1,368 @@
+//! What a shared store keeps for a token: JSON, optionally sealed with AES-256-GCM.
+//!
+//! Plain values are a JSON object:
+//! `{"v":1,"access_token":"...","token_type":"Bearer","scope":"...","issued_at_ms":...,"expires_at_ms":...}`
+//! with times in milliseconds since the Unix epoch. Sealed values are
+//! `aes256gcm:v1:` followed by a random 12-byte nonce and the AES-256-GCM ciphertext of
+//! that JSON with its 16-byte tag; the store key is the associated data, so a value
+//! copied to another key does not decrypt.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::response::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
+use crate::{Error, Token, TokenType};
+
+/// The largest stored value read, in bytes.
+const MAX_VALUE_LEN: usize = 2 * MAX_TOKEN_LEN + 1024;
+const VERSION: u32 = 1;
+#[cfg(feature = "encryption")]
+const SEALED: &[u8] = b"aes256gcm:v1:";
+#[cfg(feature = "encryption")]
+const NONCE_LEN: usize = 12;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    v: u32,
+    access_token: String,
+    token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    issued_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Turns tokens into stored values and back, sealing them if a key is set.
+#[derive(Clone, Default)]
+pub(crate) struct Codec {
+    #[cfg(feature = "encryption")]
+    pub(crate) key: Option<EncryptionKey>,
+}
+
+impl Codec {
+    pub(crate) fn encrypts(&self) -> bool {
+        #[cfg(feature = "encryption")]
+        {
+            self.key.is_some()
+        }
+        #[cfg(not(feature = "encryption"))]
+        {
+            false
+        }
+    }
+
+    /// The stored value of `token` under `store_key`.
+    pub(crate) fn encode(&self, token: &Token, store_key: &str) -> Result<Vec<u8>, Error> {
+        let stored = Stored {
+            v: VERSION,
+            access_token: token.access_token().expose_secret().to_owned(),
+            token_type: token.token_type().as_str().to_owned(),
+            scope: token.scope().map(str::to_owned),
+            issued_at_ms: unix_ms(token.issued_at()),
+            expires_at_ms: unix_ms(token.expires_at()),
+        };
+        let json = serde_json::to_vec(&stored)
+            .map_err(|_| Error::store("token cannot be serialized", None))?;
+        #[cfg(feature = "encryption")]
+        if let Some(key) = &self.key {
+            return key.seal(&json, store_key);
+        }
+        let _ = store_key;
+        Ok(json)
+    }
+
+    /// The token in a stored value.
+    ///
+    /// # Errors
+    /// [`Error::is_store`]: the value is not one this crate wrote, is sealed with another
+    /// key (or not sealed when it should be, or the other way round), or holds a token
+    /// that cannot be used.
+    pub(crate) fn decode(&self, raw: &[u8], store_key: &str) -> Result<Token, Error> {
+        if raw.len() > MAX_VALUE_LEN {
+            return Err(Error::store("stored value is too large", None));
+        }
+        #[cfg(feature = "encryption")]
+        let opened;
+        #[cfg(feature = "encryption")]
+        let raw = match (&self.key, raw.strip_prefix(SEALED)) {
+            (Some(key), Some(sealed)) => {
+                opened = key.open(sealed, store_key)?;
+                &opened[..]
+            }
+            (Some(_), None) => {
+                return Err(Error::store(
+                    "stored token is not encrypted, but an encryption key is set",
+                    None,
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::store(
+                    "stored token is encrypted, but no encryption key is set",
+                    None,
+                ));
+            }
+            (None, None) => raw,
+        };
+        let _ = store_key;
+        let stored: Stored = serde_json::from_slice(raw)
+            .map_err(|_| Error::store("stored value is not a token this crate wrote", None))?;
+        if stored.v != VERSION {
+            return Err(Error::store("stored value has an unknown version", None));
+        }
+        if stored.access_token.is_empty() || stored.access_token.len() > MAX_TOKEN_LEN {
+            return Err(Error::store(
+                "stored access token is empty or too long",
+                None,
+            ));
+        }
+        let lifetime = stored
+            .expires_at_ms
+            .checked_sub(stored.issued_at_ms)
+            .map(Duration::from_millis)
+            .filter(|l| *l <= MAX_EXPIRES_IN)
+            .ok_or_else(|| Error::store("stored token has an impossible lifetime", None))?;
+        let token_type = TokenType::parse(&stored.token_type);
+        let token = Token::new(stored.access_token, lifetime)
+            .with_token_type(token_type)
+            .with_issued_at(UNIX_EPOCH + Duration::from_millis(stored.issued_at_ms));
+        let token = match stored.scope {
+            Some(scope) => token.with_scope(scope),
+            None => token,
+        };
+        if HeaderValue::from_str(&token.header_string()).is_err() {
+            return Err(Error::store(
+                "stored token cannot go into an HTTP header",
+                None,
+            ));
+        }
+        Ok(token)
+    }
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("encrypted", &self.encrypts())
+            .finish()
+    }
+}
+
+#[cfg(feature = "encryption")]
+pub use sealed::EncryptionKey;
+
+#[cfg(feature = "encryption")]
+mod sealed {
+    use std::fmt;
+    use std::sync::Arc;
+
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+
+    use super::{NONCE_LEN, SEALED};
+    use crate::Error;
+
+    /// A 256-bit key that seals the tokens kept in a shared store with AES-256-GCM, so a
+    /// dump of the store does not hand out bearer tokens.
+    ///
+    /// Every instance that shares the tokens must have the same key. Each value is sealed
+    /// with a fresh random 96-bit nonce, and bound to its store key (associated data). A
+    /// value that does not open with the key (another key, tampering) is an
+    /// [`Error::is_store`] error; the instance then fetches a token of its own and
+    /// overwrites the value.
+    ///
+    /// `Debug` never shows the key.
+    ///
+    /// ```
+    /// use tower_oauth::store::{EncryptionKey, StoreOptions};
+    ///
+    /// // In production: 32 random bytes from a secret manager, e.g. as 64 hex digits.
+    /// let key = EncryptionKey::from_hex(&"4f".repeat(32))?;
+    /// let options = StoreOptions::new().encryption_key(key);
+    /// # let _ = options;
+    /// # Ok::<(), tower_oauth::Error>(())
+    /// ```
+    #[derive(Clone)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub struct EncryptionKey {
+        cipher: Arc<Aes256Gcm>,
+    }
+
+    impl EncryptionKey {
+        /// A key from 32 bytes.
+        pub fn from_bytes(key: [u8; 32]) -> EncryptionKey {
+            EncryptionKey {
+                cipher: Arc::new(Aes256Gcm::new(&key.into())),
+            }
+        }
+
+        /// A key from a slice of 32 bytes.
+        ///
+        /// # Errors
+        /// [`Error::is_config`] if the slice is not 32 bytes long.
+        pub fn from_slice(key: &[u8]) -> Result<EncryptionKey, Error> {
+            let key: [u8; 32] = key
+                .try_into()
+                .map_err(|_| Error::config("an encryption key is 32 bytes"))?;
+            Ok(EncryptionKey::from_bytes(key))
+        }
+
+        /// A key from 64 hex digits.
+        ///
+        /// # Errors
+        /// [`Error::is_config`] if the text is not 64 hex digits.
+        pub fn from_hex(key: &str) -> Result<EncryptionKey, Error> {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(key.trim(), &mut bytes)
+                .map_err(|_| Error::config("an encryption key in hex is 64 hex digits"))?;
+            Ok(EncryptionKey::from_bytes(bytes))
+        }
+
+        pub(super) fn seal(&self, plain: &[u8], store_key: &str) -> Result<Vec<u8>, Error> {
+            let mut nonce = [0u8; NONCE_LEN];
+            getrandom::fill(&mut nonce)
+                .map_err(|_| Error::store("no randomness for a nonce", None))?;
+            let sealed = self
+                .cipher
+                .encrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: plain,
+                        aad: store_key.as_bytes(),
+                    },
+                )
+                .map_err(|_| Error::store("token cannot be encrypted", None))?;
+            let mut value = Vec::with_capacity(SEALED.len() + NONCE_LEN + sealed.len());
+            value.extend_from_slice(SEALED);
+            value.extend_from_slice(&nonce);
+            value.extend_from_slice(&sealed);
+            Ok(value)
+        }
+
+        pub(super) fn open(&self, sealed: &[u8], store_key: &str) -> Result<Vec<u8>, Error> {
+            let wrong = || {
+                Error::store(
+                    "stored token cannot be decrypted (another encryption key?)",
+                    None,
+                )
+            };
+            if sealed.len() < NONCE_LEN {
+                return Err(wrong());
+            }
+            let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+            let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| wrong())?;
+            self.cipher
+                .decrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: store_key.as_bytes(),
+                    },
+                )
+                .map_err(|_| wrong())
+        }
+    }
+
+    impl fmt::Debug for EncryptionKey {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("EncryptionKey([redacted])")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Token {
+        Token::new("tok-123", Duration::from_secs(600))
+            .with_scope("a b")
+            .with_token_type(TokenType::DPOP)
+    }
+
+    #[test]
+    fn plain_round_trip_keeps_expiry_type_and_scope() {
+        let codec = Codec::default();
+        let t = token();
+        let raw = codec.encode(&t, "k").unwrap();
+        let back = codec.decode(&raw, "k").unwrap();
+        assert_eq!(back.access_token().expose_secret(), "tok-123");
+        assert_eq!(back.token_type(), &TokenType::DPOP);
+        assert_eq!(back.scope(), Some("a b"));
+        assert_eq!(back.expires_in(), Duration::from_secs(600));
+        assert_eq!(unix_ms(back.expires_at()), unix_ms(t.expires_at()));
+    }
+
+    #[test]
+    fn garbage_is_a_store_error() {
+        let codec = Codec::default();
+        for raw in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"v":2,"access_token":"a","token_type":"Bearer","issued_at_ms":1,"expires_at_ms":2}"#,
+            br#"{"v":1,"access_token":"","token_type":"Bearer","issued_at_ms":1,"expires_at_ms":2}"#,
+            br#"{"v":1,"access_token":"a","token_type":"Bearer","issued_at_ms":5,"expires_at_ms":2}"#,
+            br#"{"v":1,"access_token":"a\nb","token_type":"Bearer","issued_at_ms":1,"expires_at_ms":2}"#,
+        ] {
+            let err = codec.decode(raw, "k").unwrap_err();
+            assert!(err.is_store(), "{err}");
+        }
+        let huge = vec![b'{'; MAX_VALUE_LEN + 1];
+        assert!(codec.decode(&huge, "k").unwrap_err().is_store());
+    }
+
+    #[cfg(feature = "encryption")]
+    #[test]
+    fn sealed_values_need_the_same_key_and_store_key() {
+        let k1 = Codec {
+            key: Some(EncryptionKey::from_bytes([1; 32])),
+        };
+        let k2 = Codec {
+            key: Some(EncryptionKey::from_bytes([2; 32])),
+        };
+        let plain = Codec::default();
+        let raw = k1.encode(&token(), "k").unwrap();
+        assert!(raw.starts_with(SEALED));
+        assert!(
+            !raw.windows(7).any(|w| w == b"tok-123"),
+            "no token in clear"
+        );
+        assert_ne!(
+            raw,
+            k1.encode(&token(), "k").unwrap(),
+            "fresh nonce each time"
+        );
+        assert_eq!(
+            k1.decode(&raw, "k").unwrap().access_token().expose_secret(),
+            "tok-123"
+        );
+        let wrong = k2.decode(&raw, "k").unwrap_err();
+        assert!(wrong.is_store());
+        assert!(!format!("{wrong} {wrong:?}").contains("tok-123"));
+        assert!(k1.decode(&raw, "other-key").unwrap_err().is_store());
+        assert!(plain.decode(&raw, "k").unwrap_err().is_store());
+        let clear = plain.encode(&token(), "k").unwrap();
+        assert!(k1.decode(&clear, "k").unwrap_err().is_store());
+        let mut tampered = raw.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(k1.decode(&tampered, "k").unwrap_err().is_store());
+        assert!(k1.decode(SEALED, "k").unwrap_err().is_store());
+    }
+
+    #[cfg(feature = "encryption")]
+    #[test]
+    fn key_constructors_check_length_and_hide_the_key() {
+        assert!(EncryptionKey::from_slice(&[0; 31]).unwrap_err().is_config());
+        assert!(EncryptionKey::from_hex("abcd").unwrap_err().is_config());
+        let key = EncryptionKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(format!("{key:?}"), "EncryptionKey([redacted])");
+    }
+}
