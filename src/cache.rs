@@ -60,7 +60,7 @@
 //!   clone of the layer (and of the services it built) is dropped.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -95,7 +95,14 @@ pub const DEFAULT_RETRY_JITTER: f64 = 0.5;
 pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(1);
 
 /// A token in the slot, with what the hot path needs already computed.
+/// Where entry ids come from.
+static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A token in the slot, with what the hot path needs already computed.
 pub(crate) struct Entry {
+    /// Which token this is, unique in the process: a request keeps it (not the entry, whose
+    /// reference count all requests would share) to say later which token a 401 was for.
+    pub(crate) id: u64,
     pub(crate) token: Token,
     /// `<token_type> <access_token>`, marked sensitive; cloning it is a reference count.
     pub(crate) header: HeaderValue,
@@ -128,6 +135,7 @@ impl Entry {
             .unwrap_or(expires_at);
         let valid_for = expires_at.duration_since(wall).unwrap_or_default();
         Ok(Entry {
+            id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
             token,
             header,
             usable_until: now + usable_for,
@@ -279,10 +287,10 @@ impl TokenCache {
 
     /// The hot path: the cached entry if it is fresh. One atomic load, no lock, no clock.
     #[inline]
-    pub(crate) fn fresh_header(&self) -> Option<HeaderValue> {
+    pub(crate) fn fresh_header(&self) -> Option<(HeaderValue, u64)> {
         let guard = self.shared.slot.load();
         match &*guard {
-            Some(entry) if entry.is_fresh() => Some(entry.header.clone()),
+            Some(entry) if entry.is_fresh() => Some((entry.header.clone(), entry.id)),
             _ => None,
         }
     }
@@ -299,18 +307,16 @@ impl TokenCache {
         tracing::debug!(target: "tower_oauth", "token invalidated");
     }
 
-    /// The entry in the slot, kept by a request that must know later which token it used.
-    #[allow(dead_code)]
-    pub(crate) fn load_full(&self) -> Option<Arc<Entry>> {
-        self.shared.slot.load_full()
-    }
-
-    /// Drops `seen` from the slot if it is still the cached entry, and only then: a newer
-    /// token is never thrown away. True if it was dropped. With a shared store, the store
-    /// entry is then deleted too if it still holds that token (in the background).
-    pub(crate) fn invalidate_if(&self, seen: &Arc<Entry>) -> bool {
-        let previous = self.shared.slot.compare_and_swap(seen, None);
-        let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, seen));
+    /// Drops the entry with id `seen` from the slot if it is still the cached entry, and
+    /// only then (compare-and-swap): a newer token is never thrown away. True if it was
+    /// dropped. With a shared store, the store entry is then deleted too if it still holds
+    /// that token (in the background).
+    pub(crate) fn invalidate_if(&self, seen: u64) -> bool {
+        let Some(seen) = self.shared.slot.load_full().filter(|e| e.id == seen) else {
+            return false;
+        };
+        let previous = self.shared.slot.compare_and_swap(&seen, None);
+        let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, &seen));
         if dropped {
             tracing::debug!(target: "tower_oauth", "rejected token invalidated");
             if let Some(store) = &self.shared.store {
@@ -330,7 +336,7 @@ impl TokenCache {
         let current = self.shared.slot.load_full();
         if let Some(entry) = current
             && same_token(&entry.token, token)
-            && self.invalidate_if(&entry)
+            && self.invalidate_if(entry.id)
         {
             return;
         }

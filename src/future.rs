@@ -47,7 +47,7 @@ pin_project! {
         Sent {
             #[pin]
             future: S::Future,
-            used: Arc<Entry>,
+            used: u64,
             recover: Option<Recover<S, B>>,
         },
         Waiting {
@@ -72,7 +72,7 @@ where
         }
     }
 
-    pub(crate) fn sent(future: S::Future, used: Arc<Entry>, recover: Recover<S, B>) -> Self {
+    pub(crate) fn sent(future: S::Future, used: u64, recover: Recover<S, B>) -> Self {
         ResponseFuture {
             state: State::Sent {
                 future,
@@ -123,7 +123,7 @@ where
                     let Some(recover) = recover.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    match recover.on_response(used, response) {
+                    match recover.on_response(*used, response) {
                         Next::Done(response) => return Poll::Ready(Ok(response)),
                         Next::Replay(future) => this.state.set(State::Replaying { future }),
                     }
@@ -150,7 +150,7 @@ where
                     let state = match recover.take() {
                         Some(recover) => State::Sent {
                             future,
-                            used: entry,
+                            used: entry.id,
                             recover: Some(recover),
                         },
                         None => State::Called { future },

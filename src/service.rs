@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use crate::cache::TokenCache;
 use crate::future::ResponseFuture;
-use crate::replay::{RecoverOn, Recovery};
+use crate::replay::Recovery;
 use crate::{BoxError, OAuthLayer, TokenSource};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
@@ -73,20 +73,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if self.recovery.on == RecoverOn::Never {
-            if let Some(header) = self.cache.fresh_header() {
-                req.headers_mut().insert(AUTHORIZATION, header);
-                return ResponseFuture::called(self.inner.call(req));
-            }
-        } else if let Some(entry) = self.cache.load_full().filter(|e| e.is_fresh()) {
-            // Keep the token used, to invalidate exactly that one on a 401, and a copy of the
-            // request if it can be sent again.
+        if let Some((header, used)) = self.cache.fresh_header() {
+            // Keep which token was used, to invalidate exactly that one on a 401, and a copy
+            // of the request if it can be sent again.
             let recover = self.recovery.prepare(&self.cache, &req, &self.inner);
-            req.headers_mut()
-                .insert(AUTHORIZATION, entry.header.clone());
+            req.headers_mut().insert(AUTHORIZATION, header);
             let future = self.inner.call(req);
             return match recover {
-                Some(recover) => ResponseFuture::sent(future, entry, recover),
+                Some(recover) => ResponseFuture::sent(future, used, recover),
                 None => ResponseFuture::called(future),
             };
         }

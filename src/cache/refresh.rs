@@ -279,7 +279,9 @@ mod tests {
     }
 
     fn header(cache: &TokenCache) -> Option<String> {
-        cache.fresh_header().map(|h| h.to_str().unwrap().to_owned())
+        cache
+            .fresh_header()
+            .map(|(h, _)| h.to_str().unwrap().to_owned())
     }
 
     #[tokio::test(start_paused = true)]

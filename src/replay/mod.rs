@@ -133,7 +133,7 @@ use http::{
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::cache::{Entry, TokenCache};
+use crate::cache::TokenCache;
 
 pub use body::ReplayBody;
 pub use buffer::{BufferBody, BufferBodyLayer, BufferFuture};
@@ -393,11 +393,7 @@ pub(crate) enum Next<R> {
 
 impl<S, B> Recover<S, B> {
     /// Looks at the answer to a request sent with `used`.
-    pub(crate) fn on_response<R>(
-        self,
-        used: &Arc<Entry>,
-        response: Response<R>,
-    ) -> Next<Response<R>>
+    pub(crate) fn on_response<R>(self, used: u64, response: Response<R>) -> Next<Response<R>>
     where
         S: Service<Request<B>, Response = Response<R>> + Send + 'static,
         S::Future: Send,
