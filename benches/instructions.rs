@@ -1,0 +1,180 @@
+//! Instruction counts of the hot path, a measure that does not depend on the machine's load.
+//!
+//! Not a criterion bench: a program to run under `valgrind --tool=callgrind`:
+//!
+//! ```text
+//! instructions <stack> <body> <requests>
+//! ```
+//!
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `mutex_slot`, `rwlock_slot`;
+//! `<body>` one of `empty`, `full`, `streaming` (see `hot_path.rs`). It warms the stack,
+//! then sends `<requests>` requests through it exactly as `hot_path` does, on a
+//! current-thread runtime. Run twice with different request counts, the difference of the
+//! two totals divided by the difference of the counts is the cost of one request, with the
+//! start-up cancelled out. `scripts/bench.sh` does that for every stack and body.
+//!
+//! ```text
+//! instructions stampede <stack> <callers>
+//! ```
+//!
+//! runs one cold stampede instead: `<callers>` tasks call at once through a cold `<stack>`
+//! (`oauth`, `mutex_slot`, `rwlock_slot`), whose source answers after 50 ms. The runtime is
+//! a current-thread one with a paused clock, so the run is the same every time: every
+//! caller is polled once and waits, the clock jumps 50 ms, the token arrives, and every
+//! caller finishes. Two runs with different caller counts give the cost of one caller.
+//!
+//! Run without arguments (as `cargo bench` does), it prints this usage and exits.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{
+    MutexSlotLayer, Noop, RwLockSlotLayer, delayed_fetch, drive, empty_body, full_body,
+    instant_fetch, oauth_layer, oauth_layer_delayed, static_header_layer, streaming_body, warm,
+};
+use http::{Request, Response};
+use tokio::runtime::Runtime;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|mutex_slot|rwlock_slot> \
+                     <empty|full|streaming> <requests>\n       \
+                     instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
+                     (run under valgrind --tool=callgrind)";
+
+/// How long the stampede's token source takes (on the paused clock).
+const TOKEN_DELAY: Duration = Duration::from_millis(50);
+
+/// `callers` tasks call through `svc` at once; returns when all have their response.
+async fn stampede<S>(svc: S, callers: u64)
+where
+    S: Service<Request<http_body_util::Empty<bytes::Bytes>>, Response = Response<()>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+{
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                svc.oneshot(Request::new(empty_body()))
+                    .await
+                    .map_err(Into::into)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("response");
+    }
+}
+
+fn run_stampede(stack: &str, callers: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let fetches = Arc::new(AtomicUsize::new(0));
+    match stack {
+        "oauth" => {
+            let layer = oauth_layer_delayed(fetches.clone(), TOKEN_DELAY);
+            rt.block_on(stampede(layer.layer(Noop), callers));
+        }
+        "mutex_slot" => {
+            let layer = MutexSlotLayer::new(delayed_fetch(fetches.clone(), TOKEN_DELAY));
+            rt.block_on(stampede(layer.layer(Noop), callers));
+        }
+        "rwlock_slot" => {
+            let layer = RwLockSlotLayer::new(delayed_fetch(fetches.clone(), TOKEN_DELAY));
+            rt.block_on(stampede(layer.layer(Noop), callers));
+        }
+        other => {
+            eprintln!("unknown stack {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "token requests");
+}
+
+fn run<B: Send + 'static>(rt: &Runtime, stack: &str, body: fn() -> B, n: u64) {
+    match stack {
+        "floor" => {
+            rt.block_on(drive(Noop, body, n));
+        }
+        "static_header" => {
+            rt.block_on(drive(static_header_layer().layer(Noop), body, n));
+        }
+        "oauth" => {
+            let layer = oauth_layer(Arc::new(AtomicUsize::new(0)));
+            rt.block_on(async {
+                warm(&layer).await;
+                drive(layer.layer(Noop), body, n).await
+            });
+        }
+        "mutex_slot" => {
+            let layer = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
+            rt.block_on(async {
+                layer.warm().await;
+                drive(layer.layer(Noop), body, n).await
+            });
+        }
+        "rwlock_slot" => {
+            let layer = RwLockSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
+            rt.block_on(async {
+                layer.warm().await;
+                drive(layer.layer(Noop), body, n).await
+            });
+        }
+        other => {
+            eprintln!("unknown stack {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, stack, n] = args.as_slice()
+        && mode == "stampede"
+    {
+        match n.parse::<u64>() {
+            Ok(n) => run_stampede(stack, n),
+            Err(_) => {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    let (stack, body, n) = match args.as_slice() {
+        [stack, body, n] if !stack.starts_with('-') => match n.parse::<u64>() {
+            Ok(n) => (stack.as_str(), body.as_str(), n),
+            Err(_) => {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            }
+        },
+        _ => {
+            // `cargo bench` runs every bench target with `--bench`: nothing to do here.
+            println!("{USAGE}");
+            return;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match body {
+        "empty" => run(&rt, stack, empty_body, n),
+        "full" => run(&rt, stack, full_body, n),
+        "streaming" => run(&rt, stack, streaming_body, n),
+        other => {
+            eprintln!("unknown body {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}

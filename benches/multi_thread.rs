@@ -1,0 +1,114 @@
+//! The hot path under concurrency: many tasks share one service (clones of it) and send
+//! requests with a valid token through it, on a multi-threaded tokio runtime. Reported as
+//! throughput (requests per second).
+//!
+//! Two groups with the same five stacks as `hot_path` (an `Empty<Bytes>` body): one on a
+//! runtime with 2 worker threads (`multi_thread/2_workers`), the comparison the issue asks
+//! for, and one with 1 worker (`multi_thread/1_worker`), so that `scripts/bench.sh` can
+//! show how each stack scales from one thread to two. Each sample spreads its requests
+//! over [`TASKS`] tasks; the time runs from the first spawn to the last task's end.
+//!
+//! Run: `cargo bench --bench multi_thread`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{
+    MutexSlotLayer, Noop, RwLockSlotLayer, drive, empty_body, instant_fetch, oauth_layer,
+    static_header_layer, warm,
+};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::Empty;
+use tokio::runtime::Runtime;
+use tower::{Layer, Service};
+
+/// Tasks sending requests at once.
+const TASKS: u64 = 256;
+
+/// Sends `iters` requests through clones of `svc` from [`TASKS`] tasks, and times them.
+async fn drive_many<S>(svc: S, iters: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<()>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let n = iters / TASKS + u64::from(i < iters % TASKS);
+            tokio::spawn(drive(svc.clone(), empty_body, n))
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    start.elapsed()
+}
+
+fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
+    let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
+    let mutex = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
+    let rwlock = RwLockSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
+    rt.block_on(async {
+        warm(&oauth).await;
+        mutex.warm().await;
+        rwlock.warm().await;
+    });
+
+    let static_header = static_header_layer().layer(Noop);
+    let oauth = oauth.layer(Noop);
+    let mutex = mutex.layer(Noop);
+    let rwlock = rwlock.layer(Noop);
+
+    let mut group = c.benchmark_group(format!("multi_thread/{name}"));
+    group.throughput(Throughput::Elements(1));
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function("floor", |b| {
+        b.to_async(rt).iter_custom(|iters| drive_many(Noop, iters))
+    });
+    group.bench_function("static_header", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(static_header.clone(), iters))
+    });
+    group.bench_function("oauth", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(oauth.clone(), iters))
+    });
+    group.bench_function("mutex_slot", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(mutex.clone(), iters))
+    });
+    group.bench_function("rwlock_slot", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(rwlock.clone(), iters))
+    });
+    group.finish();
+}
+
+fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn multi_thread(c: &mut Criterion) {
+    bench_runtime(c, &runtime(2), "2_workers");
+    bench_runtime(c, &runtime(1), "1_worker");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = multi_thread
+}
+criterion_main!(benches);
