@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response, header::AUTHORIZATION};
+use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -51,15 +51,22 @@ pin_project! {
             recover: Option<Recover<S, B>>,
         },
         Waiting {
-            token: EntryFuture,
-            request: Option<Request<B>>,
-            inner: S,
-            recover: Option<Recover<S, B>>,
+            // Boxed: the rare path's request, service and copy would otherwise make every
+            // future as large as all of them, and every move of it as slow.
+            waiting: Box<Waiting<S, B>>,
         },
         Replaying {
             future: ReplayFuture<S::Response>,
         },
     }
+}
+
+/// What a request without a usable token keeps while it waits for one.
+struct Waiting<S, B> {
+    token: EntryFuture,
+    request: Option<Request<B>>,
+    inner: S,
+    recover: Option<Recover<S, B>>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -90,10 +97,12 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                token,
-                request: Some(request),
-                inner,
-                recover,
+                waiting: Box::new(Waiting {
+                    token,
+                    request: Some(request),
+                    inner,
+                    recover,
+                }),
             },
         }
     }
@@ -120,6 +129,9 @@ where
                     recover,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if response.status() != StatusCode::UNAUTHORIZED {
+                        return Poll::Ready(Ok(response));
+                    }
                     let Some(recover) = recover.take() else {
                         return Poll::Ready(Ok(response));
                     };
@@ -129,12 +141,13 @@ where
                     }
                 }
                 StateProj::Replaying { future } => return future.as_mut().poll(cx),
-                StateProj::Waiting {
-                    token,
-                    request,
-                    inner,
-                    recover,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting {
+                        token,
+                        request,
+                        inner,
+                        recover,
+                    } = &mut **waiting;
                     let entry = match ready!(token.as_mut().poll(cx)) {
                         Ok(entry) => entry,
                         Err(error) => return Poll::Ready(Err(error.into())),

@@ -119,7 +119,7 @@ mod body;
 mod buffer;
 mod challenge;
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -231,9 +231,12 @@ impl Recovery {
     /// A copy of `body` if its type is one that is copied cheaply, or one a clone function
     /// was given for. No allocation of its own: a few type-id comparisons.
     pub(crate) fn clone_body<B: 'static>(&self, body: &B) -> Option<B> {
+        if let Some(known) = clone_known(body) {
+            return known;
+        }
         let mut out: Option<B> = None;
         let slot: &mut dyn Any = &mut out;
-        let cloned = clone_known(body, slot) || self.clone_fns.iter().any(|f| f(body, slot));
+        let cloned = self.clone_fns.iter().any(|f| f(body, slot));
         if cloned { out } else { None }
     }
 
@@ -274,32 +277,41 @@ impl Recovery {
     }
 }
 
-/// A clone of the body types that are known to be cheap to copy.
-fn clone_known(body: &dyn Any, slot: &mut dyn Any) -> bool {
-    fn as_type<T: Clone + 'static>(body: &dyn Any, slot: &mut dyn Any) -> bool {
-        match (body.downcast_ref::<T>(), slot.downcast_mut::<Option<T>>()) {
-            (Some(body), Some(slot)) => {
-                *slot = Some(body.clone());
-                true
-            }
-            _ => false,
+/// A clone of the body types that are known to be cheap to copy; `None` if `B` is none of
+/// them. Generic, so that the type tests are decided when it is compiled for `B`, not on
+/// every request.
+#[inline]
+fn clone_known<B: 'static>(body: &B) -> Option<Option<B>> {
+    #[inline]
+    fn as_type<T: Clone + 'static, B: 'static>(body: &B) -> Option<Option<B>> {
+        if TypeId::of::<T>() != TypeId::of::<B>() {
+            return None;
         }
+        let body = (body as &dyn Any).downcast_ref::<T>()?;
+        let mut copy = Some(body.clone());
+        Some(
+            (&mut copy as &mut dyn Any)
+                .downcast_mut::<Option<B>>()?
+                .take(),
+        )
     }
-    if let (Some(body), Some(slot)) = (
-        body.downcast_ref::<ReplayBody>(),
-        slot.downcast_mut::<Option<ReplayBody>>(),
-    ) {
-        *slot = body.try_clone();
-        return slot.is_some();
+    if TypeId::of::<B>() == TypeId::of::<ReplayBody>() {
+        let body = (body as &dyn Any).downcast_ref::<ReplayBody>()?;
+        let mut copy = body.try_clone();
+        return Some(
+            (&mut copy as &mut dyn Any)
+                .downcast_mut::<Option<B>>()?
+                .take(),
+        );
     }
-    as_type::<http_body_util::Full<Bytes>>(body, slot)
-        || as_type::<http_body_util::Empty<Bytes>>(body, slot)
-        || as_type::<Bytes>(body, slot)
-        || as_type::<String>(body, slot)
-        || as_type::<()>(body, slot)
-        || as_type::<&'static str>(body, slot)
-        || as_type::<Vec<u8>>(body, slot)
-        || as_type::<&'static [u8]>(body, slot)
+    as_type::<http_body_util::Full<Bytes>, B>(body)
+        .or_else(|| as_type::<http_body_util::Empty<Bytes>, B>(body))
+        .or_else(|| as_type::<Bytes, B>(body))
+        .or_else(|| as_type::<String, B>(body))
+        .or_else(|| as_type::<(), B>(body))
+        .or_else(|| as_type::<&'static str, B>(body))
+        .or_else(|| as_type::<Vec<u8>, B>(body))
+        .or_else(|| as_type::<&'static [u8], B>(body))
 }
 
 /// A copy of a request's head. The headers are kept as a list, which costs one allocation
