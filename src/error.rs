@@ -66,6 +66,9 @@ enum Kind {
     Source,
     /// The fetch ended without a result (its task was cancelled, e.g. at runtime shutdown).
     Cancelled,
+    /// The request was for an origin outside the allowed origins, and the layer refuses
+    /// those. Holds the request's origin (`scheme://host:port`), nothing else of it.
+    OriginRefused(String),
 }
 
 impl Error {
@@ -117,6 +120,10 @@ impl Error {
         Error::new(Kind::Cancelled, None)
     }
 
+    pub(crate) fn origin_refused(origin: String) -> Error {
+        Error::new(Kind::OriginRefused(origin), None)
+    }
+
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
     /// and source must not contain secrets.
     pub fn other(source: impl Into<BoxError>) -> Error {
@@ -162,6 +169,14 @@ impl Error {
     /// The fetch was cancelled before it had a result (its runtime shut down).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.inner.kind, Kind::Cancelled)
+    }
+
+    /// The request was for an origin that is not among the layer's allowed origins, and the
+    /// layer was built with
+    /// [`refuse_other_origins`](crate::OAuthLayerBuilder::refuse_other_origins). The request
+    /// was not sent and no token was fetched for it.
+    pub fn is_origin_refused(&self) -> bool {
+        matches!(self.inner.kind, Kind::OriginRefused(_))
     }
 
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
@@ -225,6 +240,10 @@ impl fmt::Display for Error {
             Kind::Config(message) => write!(f, "invalid configuration: {message}"),
             Kind::Source => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),
+            Kind::OriginRefused(origin) => write!(
+                f,
+                "request for {origin} refused: not an allowed origin for the access token"
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::cache::{Config, TokenCache};
+use crate::origin::{Origin, Scope};
 use crate::{OAuth, TokenSource};
 
 /// Applies [`OAuth`] to a service: every request gets `Authorization: <type> <token>` from
@@ -26,6 +27,7 @@ use crate::{OAuth, TokenSource};
 #[derive(Clone)]
 pub struct OAuthLayer {
     cache: TokenCache,
+    scope: Scope,
 }
 
 impl OAuthLayer {
@@ -39,6 +41,7 @@ impl OAuthLayer {
         OAuthLayerBuilder {
             source,
             config: Config::default(),
+            scope: Scope::default(),
         }
     }
 
@@ -52,7 +55,7 @@ impl<S> Layer<S> for OAuthLayer {
     type Service = OAuth<S>;
 
     fn layer(&self, inner: S) -> OAuth<S> {
-        OAuth::from_parts(inner, self.cache.clone())
+        OAuth::from_parts(inner, self.cache.clone()).with_scope(self.scope.clone())
     }
 }
 
@@ -60,6 +63,7 @@ impl fmt::Debug for OAuthLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthLayer")
             .field("cache", &self.cache)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -68,6 +72,7 @@ impl fmt::Debug for OAuthLayer {
 pub struct OAuthLayerBuilder<T> {
     source: T,
     config: Config,
+    scope: Scope,
 }
 
 impl<T: TokenSource> OAuthLayerBuilder<T> {
@@ -89,10 +94,60 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
         self
     }
 
+    /// Puts the token only on requests for these origins (scheme, host, port); requests
+    /// for any other origin, or with a relative URI, are sent on untouched, without a token
+    /// and without a token fetch (or refused, with
+    /// [`refuse_other_origins`](Self::refuse_other_origins)). Calls add up. Default: every
+    /// request gets the token. An empty list allows no origin at all.
+    ///
+    /// Set this whenever the inner client can reach more than the API the token is for,
+    /// and always with a redirect follower; see the [`origin`](crate::origin) module.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tower_oauth::Error> {
+    /// use std::time::Duration;
+    /// use tower_oauth::{source_fn, OAuthLayer, Origin, Token};
+    ///
+    /// let layer = OAuthLayer::builder(source_fn(|| async {
+    ///     Ok(Token::new("t", Duration::from_secs(300)))
+    /// }))
+    /// .allowed_origins([
+    ///     Origin::parse("https://api.example.com")?,
+    ///     "https://upload.example.com:8443".parse()?,
+    /// ])
+    /// .build();
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.scope.add_origins(origins);
+        self
+    }
+
+    /// Fails requests for origins outside [`allowed_origins`](Self::allowed_origins)
+    /// instead of sending them on without a token: the caller gets an
+    /// [`Error`](crate::Error) with [`is_origin_refused`](crate::Error::is_origin_refused),
+    /// and the inner service is not called. No effect without allowed origins.
+    pub fn refuse_other_origins(mut self) -> Self {
+        self.scope.refuse_others();
+        self
+    }
+
+    /// Replaces an `Authorization` header a request already has with the layer's token.
+    /// By default such a request is sent as it is, without the layer's token and without a
+    /// token fetch. Requests for origins outside
+    /// [`allowed_origins`](Self::allowed_origins) are never given the token either way.
+    pub fn overwrite_authorization(mut self) -> Self {
+        self.scope.overwrite();
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> OAuthLayer {
         OAuthLayer {
             cache: TokenCache::new(self.source, self.config),
+            scope: self.scope,
         }
     }
 }
@@ -102,6 +157,7 @@ impl<T> fmt::Debug for OAuthLayerBuilder<T> {
         f.debug_struct("OAuthLayerBuilder")
             .field("source", &std::any::type_name::<T>())
             .field("config", &self.config)
+            .field("scope", &self.scope)
             .finish()
     }
 }

@@ -5,6 +5,7 @@ use tower_service::Service;
 
 use crate::cache::TokenCache;
 use crate::future::ResponseFuture;
+use crate::origin::{Decision, Scope};
 use crate::{BoxError, OAuthLayer, TokenSource};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
@@ -16,11 +17,21 @@ use crate::{BoxError, OAuthLayer, TokenSource};
 pub struct OAuth<S> {
     inner: S,
     cache: TokenCache,
+    scope: Scope,
 }
 
 impl<S> OAuth<S> {
     pub(crate) fn from_parts(inner: S, cache: TokenCache) -> OAuth<S> {
-        OAuth { inner, cache }
+        OAuth {
+            inner,
+            cache,
+            scope: Scope::default(),
+        }
+    }
+
+    pub(crate) fn with_scope(mut self, scope: Scope) -> OAuth<S> {
+        self.scope = scope;
+        self
     }
 
     /// A layer with the default options; the same as [`OAuthLayer::new`].
@@ -65,6 +76,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.scope.decide(&req) {
+            Decision::Attach => {}
+            // Not for us to authorize: sent as it is, no token, no fetch.
+            Decision::PassThrough => return ResponseFuture::called(self.inner.call(req)),
+            Decision::Refuse => {
+                // The "token" future fails at once; the ready service stays here, unused.
+                let error = Scope::refusal(&req);
+                let fail = Box::pin(std::future::ready(Err(error)));
+                return ResponseFuture::waiting(fail, req, self.inner.clone());
+            }
+        }
         if let Some(header) = self.cache.fresh_header() {
             req.headers_mut().insert(AUTHORIZATION, header);
             return ResponseFuture::called(self.inner.call(req));
