@@ -38,10 +38,12 @@
 //! The scheme (`http` or `https`, any case), the host (ASCII case-insensitive, compared as
 //! written: `api.example.com.` with a trailing dot, an IP address for a name, or a
 //! percent-encoded host are other origins) and the port, where a missing port is the
-//! scheme's default (80, 443). A user-info part of the URI (`https://user@host`) does not
+//! scheme's default (80, 443) and a port written with leading zeros (`:0443`) is another
+//! origin. Anything that is not written the same way is not given the token: the
+//! comparison fails closed. A user-info part of the URI (`https://user@host`) does not
 //! change the origin. A request with a relative URI (no scheme and authority, as in
 //! `Request::get("/path")`) has no origin, and is never given the token once
-//! `allowed_origins` are set; hyper's and reqwest's clients always use absolute URIs.
+//! `allowed_origins` are set (hyper-util's client needs absolute URIs anyway).
 //!
 //! # Requests that already carry `Authorization`
 //!
@@ -100,8 +102,11 @@ use crate::Error;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     https: bool,
-    /// Lowercase, as `http::uri::Authority::host` gives it (IPv6 in brackets).
-    host: Box<str>,
+    /// `host:port`, lowercase, the host as `http::uri::Authority::host` gives it (IPv6 in
+    /// brackets), the port always written.
+    authority: Box<str>,
+    /// The length of the host in `authority`.
+    host_len: usize,
     port: u16,
 }
 
@@ -133,35 +138,56 @@ impl Origin {
         if authority.host().is_empty() {
             return Err(bad("no host"));
         }
-        Ok(Origin {
+        Ok(Origin::new(https, authority))
+    }
+
+    fn new(https: bool, authority: &http::uri::Authority) -> Origin {
+        let host = authority.host();
+        let port = authority.port_u16().unwrap_or(default_port(https));
+        Origin {
             https,
-            host: authority.host().to_ascii_lowercase().into_boxed_str(),
-            port: authority.port_u16().unwrap_or(default_port(https)),
-        })
+            authority: format!("{}:{port}", host.to_ascii_lowercase()).into_boxed_str(),
+            host_len: host.len(),
+            port,
+        }
     }
 
     /// The origin of an absolute URI; `None` for a relative one or a scheme other than
     /// `http` and `https`.
     pub fn from_uri(uri: &Uri) -> Option<Origin> {
         let (https, authority) = uri_parts(uri)?;
-        Some(Origin {
-            https,
-            host: authority.host().to_ascii_lowercase().into_boxed_str(),
-            port: authority.port_u16().unwrap_or(default_port(https)),
-        })
+        Some(Origin::new(https, authority))
     }
 
-    /// Whether `uri` is for this origin. No allocation.
+    /// Whether `uri` is for this origin. No allocation; a few string comparisons.
+    ///
+    /// The URI's `host[:port]` is compared as written, ignoring ASCII case, with the port
+    /// left out or written as the scheme's default where this origin has that port: a port
+    /// with leading zeros (`:0443`) does not match.
     #[inline]
     pub fn matches(&self, uri: &Uri) -> bool {
-        match uri_parts(uri) {
-            Some((https, authority)) => {
-                https == self.https
-                    && authority.port_u16().unwrap_or(default_port(https)) == self.port
-                    && authority.host().eq_ignore_ascii_case(&self.host)
-            }
+        let Some((https, authority)) = uri_parts(uri) else {
+            return false;
+        };
+        if https != self.https {
+            return false;
+        }
+        let authority = authority.as_str();
+        if self.matches_host_port(authority) {
+            return true;
+        }
+        // Rare: a user-info part, which is not part of the origin.
+        match authority.rfind('@') {
+            Some(at) => self.matches_host_port(&authority[at + 1..]),
             None => false,
         }
+    }
+
+    #[inline]
+    fn matches_host_port(&self, host_port: &str) -> bool {
+        host_port.eq_ignore_ascii_case(&self.authority)
+            || (self.port == default_port(self.https)
+                && host_port.eq_ignore_ascii_case(self.host()))
     }
 
     /// `"https"` or `"http"`.
@@ -171,7 +197,7 @@ impl Origin {
 
     /// The host, lowercase (an IPv6 address in brackets).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.authority[..self.host_len]
     }
 
     /// The port, the scheme's default (80, 443) where none was given.
@@ -218,7 +244,7 @@ impl TryFrom<&str> for Origin {
 impl fmt::Display for Origin {
     /// `scheme://host:port`, always with the port.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme(), self.host, self.port)
+        write!(f, "{}://{}", self.scheme(), self.authority)
     }
 }
 
@@ -352,6 +378,7 @@ mod tests {
             "https://API.EXAMPLE.com:443/",
             "HTTPS://api.example.com/",
             "https://someone@api.example.com/x",
+            "https://some:one@api.example.com:443/x",
         ] {
             assert!(o.matches(&uri(yes)), "{yes}");
         }
@@ -359,6 +386,9 @@ mod tests {
             "http://api.example.com/",
             "https://api.example.com:8443/",
             "https://api.example.com./",
+            "https://api.example.com:0443/",
+            "https://api.example.com@evil.example/",
+            "https://api.example.com:443@evil.example/",
             "https://evil.example/api.example.com",
             "https://api.example.com.evil.example/",
             "https://evil.example/?https://api.example.com",
