@@ -50,12 +50,17 @@
 //! # Secrets
 //!
 //! The client secret and access tokens are kept in [`secrecy::SecretString`]s, zeroed when
-//! dropped. No `Debug` or `Display` output, error or tracing event of this crate shows
-//! them, and errors made from token-endpoint responses have any echo of the client's
-//! credentials cut out. A `refresh_token` in a response is not kept (the
-//! client-credentials grant has no use for one; RFC 6749 section 4.4.3). Token responses
-//! are read within limits: 64 KiB of body, 16 KiB of token, JSON less than 128 levels deep
-//! (see [`response::ResponseParser`]).
+//! dropped, and so is the crate's buffer of a token response. Copies handed to other
+//! crates are out of its reach: the `HeaderValue` the layer sends (it is `Bytes`), the
+//! token request reqwest sends, and the HTTP clients' I/O buffers.
+//!
+//! No `Debug` or `Display` output, error or tracing event of this crate shows a secret or
+//! a token, and the errors [`ClientCredentials`] makes from token-endpoint responses have
+//! any echo of the client's credentials (as sent, form-encoded, or base64 in `Basic`) cut
+//! out. A `refresh_token` or `id_token` in a response is not kept (the client-credentials
+//! grant has no use for them; RFC 6749 section 4.4.3). Token responses are read within
+//! limits: 64 KiB of body, 16 KiB of token, JSON less than 128 levels deep (see
+//! [`response::ResponseParser`]).
 //!
 //! # Feature flags
 //!

@@ -10,9 +10,12 @@ use crate::{BoxError, OAuthLayer, TokenSource};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
 ///
-/// A request is sent only with a token: if none can be had, the caller gets the
-/// [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner service is not
-/// called.
+/// A request the layer authorizes is sent only with a token: if none can be had, the
+/// caller gets the [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner
+/// service is not called. Requests for origins outside the
+/// [allowed origins](crate::OAuthLayerBuilder::allowed_origins), and requests that carry
+/// their own `Authorization`, are sent as they are; see the [`origin`](crate::origin)
+/// module.
 #[derive(Clone, Debug)]
 pub struct OAuth<S> {
     inner: S,
