@@ -29,12 +29,15 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use http::StatusCode;
-use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, StatusCode};
 use reqwest::Url;
+use secrecy::zeroize::{Zeroize, Zeroizing};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::response::{ResponseParser, parse_retry_after};
+use crate::response::{ResponseParser, parse_retry_after, redact};
 use crate::store::CacheKey;
 use crate::{Error, Token, TokenSource};
 
@@ -99,8 +102,25 @@ impl ClientCredentials {
         &self.params
     }
 
+    /// The forms in which the credentials leave in a token request: the secret as it is,
+    /// form-urlencoded (RFC 6749 section 2.3.1), and the `Basic` credentials (base64 of
+    /// `urlencode(id):urlencode(secret)`). None of them may come back in an error.
+    fn credential_forms(&self) -> [Zeroizing<String>; 3] {
+        let secret = self.client_secret.expose_secret();
+        let encoded: Zeroizing<String> =
+            Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+        let mut pair = Zeroizing::new(String::new());
+        pair.extend(form_urlencoded::byte_serialize(self.client_id.as_bytes()));
+        pair.push(':');
+        pair.push_str(&encoded);
+        let basic = Zeroizing::new(BASE64.encode(pair.as_bytes()));
+        [Zeroizing::new(secret.to_owned()), encoded, basic]
+    }
+
     async fn request_token(&self) -> Result<Token, Error> {
         let issued_at = SystemTime::now();
+        let forms = self.credential_forms();
+        let secrets = [forms[0].as_str(), forms[1].as_str(), forms[2].as_str()];
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 3);
         form.push(("grant_type", "client_credentials"));
         form.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -111,12 +131,11 @@ impl ClientCredentials {
             .header(ACCEPT, "application/json");
         match self.auth {
             ClientAuth::ClientSecretBasic => {
-                let id: String =
-                    form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
-                let secret: String =
-                    form_urlencoded::byte_serialize(self.client_secret.expose_secret().as_bytes())
-                        .collect();
-                request = request.basic_auth(id, Some(secret));
+                let value = Zeroizing::new(format!("Basic {}", &*forms[2]));
+                let mut value = HeaderValue::from_str(&value)
+                    .map_err(|_| Error::config("client credentials cannot be encoded"))?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
             }
             ClientAuth::ClientSecretPost => {
                 form.push(("client_id", &self.client_id));
@@ -141,7 +160,7 @@ impl ClientCredentials {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|v| redact(v, &secrets).into_owned());
         // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
         // when to come back; the error carries it, whatever the body.
         let retry_after = match status {
@@ -171,12 +190,21 @@ impl ClientCredentials {
         {
             return Err(too_large());
         }
-        let mut body = Vec::new();
+        // Holds the access token until it is parsed: zeroed when dropped, on every path.
+        let mut body = Zeroizing::new(Vec::new());
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > limit {
                         return Err(too_large());
+                    }
+                    if body.capacity() < body.len() + chunk.len() {
+                        // Grow by hand so the old buffer is zeroed, not just freed.
+                        let mut bigger =
+                            Vec::with_capacity((body.len() + chunk.len()).max(2 * body.len()));
+                        bigger.extend_from_slice(&body);
+                        body.zeroize();
+                        *body = bigger;
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -187,7 +215,7 @@ impl ClientCredentials {
         }
         let token = self
             .parser
-            .parse(status, content_type.as_deref(), &body)
+            .parse_redacting(status, content_type.as_deref(), &body, &secrets)
             .map_err(with_retry_after)?;
         tracing::debug!(
             target: "tower_oauth",
@@ -375,6 +403,12 @@ impl ClientCredentialsBuilder {
         })?;
         let token_url = Url::parse(&raw_url)
             .map_err(|e| Error::config(format!("token_url is not a URL: {e}")))?;
+        if !token_url.username().is_empty() || token_url.password().is_some() {
+            return Err(Error::config(
+                "token_url has credentials in it: give them with client_id() and \
+                 client_secret(), not in the URL",
+            ));
+        }
         match token_url.scheme() {
             "https" => {}
             "http" if self.allow_insecure_http || is_loopback(&token_url) => {}

@@ -77,6 +77,9 @@ enum Kind {
     },
     /// A shared token store failed, timed out, or held a value that cannot be read.
     Store(&'static str),
+    /// The request was for an origin outside the allowed origins, and the layer refuses
+    /// those. Holds the request's origin (`scheme://host:port`), nothing else of it.
+    OriginRefused(String),
 }
 
 impl Error {
@@ -144,6 +147,10 @@ impl Error {
 
     pub(crate) fn store(reason: &'static str, source: Option<BoxError>) -> Error {
         Error::new(Kind::Store(reason), source)
+    }
+
+    pub(crate) fn origin_refused(origin: String) -> Error {
+        Error::new(Kind::OriginRefused(origin), None)
     }
 
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
@@ -234,6 +241,14 @@ impl Error {
         matches!(self.inner.kind, Kind::Store(_))
     }
 
+    /// The request was for an origin that is not among the layer's allowed origins, and the
+    /// layer was built with
+    /// [`refuse_other_origins`](crate::OAuthLayerBuilder::refuse_other_origins). The request
+    /// was not sent and no token was fetched for it.
+    pub fn is_origin_refused(&self) -> bool {
+        matches!(self.inner.kind, Kind::OriginRefused(_))
+    }
+
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
     /// this is.
     pub fn token_endpoint_error(&self) -> Option<&TokenEndpointError> {
@@ -302,6 +317,10 @@ impl fmt::Display for Error {
             Kind::Cancelled => f.write_str("token fetch cancelled"),
             Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
             Kind::Store(reason) => write!(f, "token store: {reason}"),
+            Kind::OriginRefused(origin) => write!(
+                f,
+                "request for {origin} refused: not an allowed origin for the access token"
+            ),
         }
     }
 }

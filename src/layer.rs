@@ -5,6 +5,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::cache::{Config, TokenCache};
+use crate::origin::{Origin, Scope};
 use crate::replay::{RecoverOn, Recovery};
 use crate::store::{StoreOptions, TokenStore};
 use crate::{OAuth, TokenSource};
@@ -30,6 +31,7 @@ use crate::{OAuth, TokenSource};
 pub struct OAuthLayer {
     cache: TokenCache,
     recovery: Arc<Recovery>,
+    scope: Scope,
 }
 
 impl OAuthLayer {
@@ -44,6 +46,7 @@ impl OAuthLayer {
             source,
             config: Config::default(),
             recovery: Recovery::default(),
+            scope: Scope::default(),
         }
     }
 
@@ -58,6 +61,7 @@ impl<S> Layer<S> for OAuthLayer {
 
     fn layer(&self, inner: S) -> OAuth<S> {
         OAuth::from_parts(inner, self.cache.clone(), self.recovery.clone())
+            .with_scope(self.scope.clone())
     }
 }
 
@@ -66,6 +70,7 @@ impl fmt::Debug for OAuthLayer {
         f.debug_struct("OAuthLayer")
             .field("cache", &self.cache)
             .field("recovery", &self.recovery)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -75,6 +80,7 @@ pub struct OAuthLayerBuilder<T> {
     source: T,
     config: Config,
     recovery: Recovery,
+    scope: Scope,
 }
 
 impl<T: TokenSource> OAuthLayerBuilder<T> {
@@ -244,11 +250,61 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
         self
     }
 
+    /// Puts the token only on requests for these origins (scheme, host, port); requests
+    /// for any other origin, or with a relative URI, are sent on untouched, without a token
+    /// and without a token fetch (or refused, with
+    /// [`refuse_other_origins`](Self::refuse_other_origins)). Calls add up. Default: every
+    /// request gets the token. An empty list allows no origin at all.
+    ///
+    /// Set this whenever the inner client can reach more than the API the token is for,
+    /// and always with a redirect follower; see the [`origin`](crate::origin) module.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tower_oauth::Error> {
+    /// use std::time::Duration;
+    /// use tower_oauth::{source_fn, OAuthLayer, Origin, Token};
+    ///
+    /// let layer = OAuthLayer::builder(source_fn(|| async {
+    ///     Ok(Token::new("t", Duration::from_secs(300)))
+    /// }))
+    /// .allowed_origins([
+    ///     Origin::parse("https://api.example.com")?,
+    ///     "https://upload.example.com:8443".parse()?,
+    /// ])
+    /// .build();
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.scope.add_origins(origins);
+        self
+    }
+
+    /// Fails requests for origins outside [`allowed_origins`](Self::allowed_origins)
+    /// instead of sending them on without a token: the caller gets an
+    /// [`Error`](crate::Error) with [`is_origin_refused`](crate::Error::is_origin_refused),
+    /// and the inner service is not called. No effect without allowed origins.
+    pub fn refuse_other_origins(mut self) -> Self {
+        self.scope.refuse_others();
+        self
+    }
+
+    /// Replaces an `Authorization` header a request already has with the layer's token.
+    /// By default such a request is sent as it is, without the layer's token and without a
+    /// token fetch. Requests for origins outside
+    /// [`allowed_origins`](Self::allowed_origins) are never given the token either way.
+    pub fn overwrite_authorization(mut self) -> Self {
+        self.scope.overwrite();
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> OAuthLayer {
         OAuthLayer {
             cache: TokenCache::new(self.source, self.config),
             recovery: Arc::new(self.recovery),
+            scope: self.scope,
         }
     }
 }
@@ -267,6 +323,7 @@ impl<T> fmt::Debug for OAuthLayerBuilder<T> {
             .field("source", &std::any::type_name::<T>())
             .field("config", &self.config)
             .field("recovery", &self.recovery)
+            .field("scope", &self.scope)
             .finish()
     }
 }

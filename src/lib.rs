@@ -36,10 +36,32 @@
 //! # Where the layer goes
 //!
 //! Put `OAuthLayer` *below* (inside of) anything that can send a request somewhere else
-//! than where you addressed it, such as tower-http's `FollowRedirectLayer`: the layer then
-//! sees, and authorizes, each hop separately. Put it *above* retries and timeouts that
-//! should apply per attempt. The `Authorization` header it sets is marked sensitive, so
-//! HTTP/2 never indexes it and tower-http's tracing does not print it.
+//! than where you addressed it, such as tower-http's `FollowRedirectLayer`, and tell it
+//! where the token may go with
+//! [`allowed_origins`](OAuthLayerBuilder::allowed_origins): the layer then sees each hop
+//! and gives the token only to hops for those origins. Without allowed origins every
+//! request that passes through the layer gets the token, whatever its host. The
+//! [`origin`] module shows the order and says what happens in the other one. Put the layer
+//! *above* retries and timeouts that should apply per attempt.
+//!
+//! The `Authorization` header the layer sets is always marked sensitive, so HTTP/2 (HPACK)
+//! never indexes it and `Debug` of the header map, as in tower-http's tracing, shows
+//! `Sensitive` instead of the token.
+//!
+//! # Secrets
+//!
+//! The client secret and access tokens are kept in [`secrecy::SecretString`]s, zeroed when
+//! dropped, and so is the crate's buffer of a token response. Copies handed to other
+//! crates are out of its reach: the `HeaderValue` the layer sends (it is `Bytes`), the
+//! token request reqwest sends, and the HTTP clients' I/O buffers.
+//!
+//! No `Debug` or `Display` output, error or tracing event of this crate shows a secret or
+//! a token, and the errors [`ClientCredentials`] makes from token-endpoint responses have
+//! any echo of the client's credentials (as sent, form-encoded, or base64 in `Basic`) cut
+//! out. A `refresh_token` or `id_token` in a response is not kept (the client-credentials
+//! grant has no use for them; RFC 6749 section 4.4.3). Token responses are read within
+//! limits: 64 KiB of body, 16 KiB of token, JSON less than 128 levels deep (see
+//! [`response::ResponseParser`]).
 //!
 //! # Feature flags
 //!
@@ -71,18 +93,21 @@ mod env;
 pub mod error;
 pub mod future;
 mod layer;
+pub mod origin;
 pub mod replay;
 pub mod response;
 mod service;
 pub mod source;
 pub mod store;
 pub mod token;
+pub mod www_authenticate;
 
 pub use cache::TokenCache;
 #[cfg(feature = "reqwest")]
 pub use client_credentials::{ClientAuth, ClientCredentials};
 pub use error::{Error, TokenEndpointError};
 pub use layer::{OAuthLayer, OAuthLayerBuilder};
+pub use origin::Origin;
 pub use service::OAuth;
 pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};

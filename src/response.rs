@@ -20,9 +20,11 @@
 //! assert_eq!(err.token_endpoint_error().unwrap().error(), "invalid_client");
 //! ```
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
+use secrecy::zeroize::Zeroize;
 use serde_json::{Map, Value};
 
 use crate::error::TokenEndpointError;
@@ -48,9 +50,14 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// - `token_type` is normalised ([`TokenType::parse`]); a missing one means `Bearer`.
 /// - Any response with an `error` member, even with status 200, is an RFC 6749 section 5.2
 ///   error ([`Error::token_endpoint_error`]).
-/// - A body that is not a JSON object (an HTML error page, say), a body over 64 KiB, a
-///   missing or over-long (16 KiB) `access_token` are [`Error::is_invalid_response`]
-///   errors that carry the status and content type.
+/// - A body that is not a JSON object (an HTML error page, say), a body over 64 KiB, JSON
+///   nested 128 levels deep or more (serde_json's recursion limit), a missing or over-long
+///   (16 KiB) `access_token` are [`Error::is_invalid_response`] errors that carry the status
+///   and content type. The body limit is checked before anything is parsed, so a
+///   multi-megabyte token is an error, never an allocation of its size.
+/// - The access token moves into the [`Token`]'s secret without a copy; a `refresh_token`
+///   or `id_token` in the response is not kept, and is zeroed before it is dropped. Error
+///   messages carry the status, content type and RFC 6749 error fields, never a token.
 #[derive(Clone, Debug)]
 pub struct ResponseParser {
     default_expires_in: Duration,
@@ -111,12 +118,26 @@ impl ResponseParser {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Token, Error> {
+        self.parse_redacting(status, content_type, body, &[])
+    }
+
+    /// [`parse`](Self::parse), with every occurrence of each of `secrets` cut out of the
+    /// texts an error keeps (RFC 6749 error fields, content type), before they are clipped.
+    pub(crate) fn parse_redacting(
+        &self,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: &[u8],
+        secrets: &[&str],
+    ) -> Result<Token, Error> {
+        let content_type = content_type.map(|c| redact(c, secrets));
+        let content_type = content_type.as_deref();
         let invalid =
             |reason: &'static str| Error::invalid_response(status, content_type, reason, None);
         if body.len() > self.max_body_len {
             return Err(invalid("body over the size limit"));
         }
-        let object: Map<String, Value> = match serde_json::from_slice(body) {
+        let mut object: Map<String, Value> = match serde_json::from_slice(body) {
             Ok(Value::Object(object)) => object,
             Ok(_) => return Err(invalid("body is not a JSON object")),
             Err(_) if status.is_success() => return Err(invalid("body is not JSON")),
@@ -126,23 +147,40 @@ impl ResponseParser {
             let Some(code) = error.as_str() else {
                 return Err(invalid("`error` is not a string"));
             };
-            let text = |name: &str| object.get(name).and_then(Value::as_str);
+            let text = |name: &str| {
+                object
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(|t| redact(t, secrets))
+            };
             return Err(Error::token_endpoint(TokenEndpointError::new(
                 status,
-                code,
-                text("error_description"),
-                text("error_uri"),
+                &redact(code, secrets),
+                text("error_description").as_deref(),
+                text("error_uri").as_deref(),
             )));
         }
         if !status.is_success() {
             return Err(invalid("error response without an `error` code"));
         }
-        let access_token = match object.get("access_token") {
-            Some(Value::String(t)) if t.is_empty() => return Err(invalid("empty `access_token`")),
-            Some(Value::String(t)) if t.len() > self.max_token_len => {
-                return Err(invalid("`access_token` over the length limit"));
+        // Other credentials the response may carry are not kept: zero them now.
+        for name in ["refresh_token", "id_token"] {
+            if let Some(Value::String(mut other)) = object.remove(name) {
+                other.zeroize();
             }
-            Some(Value::String(t)) => t.clone(),
+        }
+        // Moved, not copied, into the token's secret, so no second copy is left behind.
+        let access_token = match object.remove("access_token") {
+            Some(Value::String(mut t)) if t.is_empty() || t.len() > self.max_token_len => {
+                let reason = if t.is_empty() {
+                    "empty `access_token`"
+                } else {
+                    "`access_token` over the length limit"
+                };
+                t.zeroize();
+                return Err(invalid(reason));
+            }
+            Some(Value::String(t)) => t,
             Some(_) => return Err(invalid("`access_token` is not a string")),
             None => return Err(invalid("no `access_token`")),
         };
@@ -237,6 +275,17 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or_default())
+}
+
+/// `text` with every occurrence of each non-empty secret replaced by `[redacted]`.
+pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
+    let mut text = Cow::Borrowed(text);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret) {
+            text = Cow::Owned(text.replace(secret, "[redacted]"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -418,6 +467,60 @@ mod tests {
         ] {
             assert!(ok(bad).unwrap_err().is_invalid_response(), "{bad}");
         }
+    }
+
+    #[test]
+    fn json_nested_128_levels_deep_is_an_error() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"access_token":"t","x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The object itself is one level: 1 + 126 levels are read, 1 + 127 are not.
+        assert!(ok(&nested(126)).is_ok(), "127 levels are read");
+        let err = ok(&nested(127)).unwrap_err();
+        assert!(err.is_invalid_response(), "{err}");
+        assert!(err.to_string().contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn refresh_and_id_tokens_are_not_kept() {
+        let t = ok(r#"{"access_token":"at","refresh_token":"rt-secret","id_token":"idt-secret"}"#)
+            .unwrap();
+        let debug = format!("{t:?}");
+        assert!(
+            !debug.contains("rt-secret") && !debug.contains("idt-secret"),
+            "{debug}"
+        );
+        assert!(!debug.contains("\"at\""), "{debug}");
+    }
+
+    #[test]
+    fn echoed_secrets_are_cut_out_of_errors_before_clipping() {
+        let long = "x".repeat(1020);
+        let body = format!(
+            r#"{{"error":"bad s3cret","error_description":"{long}s3cret","error_uri":"https://e.test/?c=s3cret"}}"#
+        );
+        let err = ResponseParser::default()
+            .parse_redacting(
+                StatusCode::UNAUTHORIZED,
+                Some("text/s3cret"),
+                body.as_bytes(),
+                &["s3cret", ""],
+            )
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("s3c"), "{text}");
+        let rfc = err.token_endpoint_error().unwrap();
+        assert_eq!(rfc.error(), "bad [redacted]");
+        assert_eq!(rfc.error_uri(), Some("https://e.test/?c=[redacted]"));
+        let err = ResponseParser::default()
+            .parse_redacting(StatusCode::OK, Some("text/s3cret"), b"<html>", &["s3cret"])
+            .unwrap_err();
+        assert_eq!(err.content_type(), Some("text/[redacted]"));
+        assert_eq!(redact("nothing here", &["s3cret"]), "nothing here");
     }
 
     #[test]

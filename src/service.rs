@@ -6,19 +6,24 @@ use tower_service::Service;
 
 use crate::cache::TokenCache;
 use crate::future::ResponseFuture;
+use crate::origin::{Decision, Scope};
 use crate::replay::Recovery;
 use crate::{BoxError, OAuthLayer, TokenSource};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
 ///
-/// A request is sent only with a token: if none can be had, the caller gets the
-/// [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner service is not
-/// called. A 401 to a request is handled as [`replay`](crate::replay) describes.
+/// A request the layer authorizes is sent only with a token: if none can be had, the
+/// caller gets the [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner
+/// service is not called. Requests for origins outside the
+/// [allowed origins](crate::OAuthLayerBuilder::allowed_origins), and requests that carry
+/// their own `Authorization`, are sent as they are; see the [`origin`](crate::origin)
+/// module.
 #[derive(Clone, Debug)]
 pub struct OAuth<S> {
     inner: S,
     cache: TokenCache,
     recovery: Arc<Recovery>,
+    scope: Scope,
 }
 
 impl<S> OAuth<S> {
@@ -27,7 +32,13 @@ impl<S> OAuth<S> {
             inner,
             cache,
             recovery,
+            scope: Scope::default(),
         }
+    }
+
+    pub(crate) fn with_scope(mut self, scope: Scope) -> OAuth<S> {
+        self.scope = scope;
+        self
     }
 
     /// A layer with the default options; the same as [`OAuthLayer::new`].
@@ -73,6 +84,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.scope.decide(&req) {
+            Decision::Attach => {}
+            // Not for us to authorize: sent as it is, no token, no fetch.
+            Decision::PassThrough => return ResponseFuture::called(self.inner.call(req)),
+            Decision::Refuse => {
+                // The "token" future fails at once; the ready service stays here, unused.
+                let error = Scope::refusal(&req);
+                let fail = Box::pin(std::future::ready(Err(error)));
+                return ResponseFuture::waiting(fail, req, self.inner.clone(), None);
+            }
+        }
         if let Some((header, used)) = self.cache.fresh_header() {
             // Keep which token was used, to invalidate exactly that one on a 401, and a copy
             // of the request if it can be sent again.

@@ -1,0 +1,60 @@
+//! Fuzzes the `WWW-Authenticate` parser (RFC 9110 section 11.6.1).
+//!
+//! Beyond "never panics": whatever parses is written back out in canonical form, which must
+//! parse again to the same challenges.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tower_oauth::www_authenticate::{self, Challenge, MAX_VALUE_LEN};
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn serialize(challenges: &[Challenge]) -> String {
+    let mut out = String::new();
+    for (i, c) in challenges.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(c.scheme());
+        if let Some(t) = c.token68() {
+            out.push(' ');
+            out.push_str(t);
+        }
+        for (j, (name, value)) in c.params().iter().enumerate() {
+            out.push_str(if j == 0 { " " } else { ", " });
+            out.push_str(name);
+            out.push_str("=\"");
+            for ch in value.chars() {
+                if ch == '"' || ch == '\\' {
+                    out.push('\\');
+                }
+                out.push(ch);
+            }
+            out.push('"');
+        }
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(challenges) = www_authenticate::parse(data) else {
+        return;
+    };
+    assert!(data.len() <= MAX_VALUE_LEN);
+    for c in &challenges {
+        assert!(!c.scheme().is_empty() && c.scheme().bytes().all(is_tchar));
+        assert!(c.token68().is_none() || c.params().is_empty());
+        for (name, _) in c.params() {
+            assert!(!name.is_empty() && name.bytes().all(is_tchar));
+            assert!(c.param(name).is_some());
+        }
+    }
+    let again = serialize(&challenges);
+    if again.len() <= MAX_VALUE_LEN {
+        let reparsed = www_authenticate::parse(again.as_bytes())
+            .unwrap_or_else(|e| panic!("canonical form does not parse: {e}: {again:?}"));
+        assert_eq!(reparsed, challenges, "{again:?}");
+    }
+});
