@@ -73,12 +73,14 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(crate) fn called(future: S::Future) -> Self {
         ResponseFuture {
             state: State::Called { future },
         }
     }
 
+    #[inline]
     pub(crate) fn sent(future: S::Future, used: u64, recover: Recover<S, B>) -> Self {
         ResponseFuture {
             state: State::Sent {

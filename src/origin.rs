@@ -304,7 +304,8 @@ impl Scope {
                 Decision::PassThrough
             };
         }
-        if !self.overwrite && req.headers().contains_key(AUTHORIZATION) {
+        if !self.overwrite && !req.headers().is_empty() && req.headers().contains_key(AUTHORIZATION)
+        {
             return Decision::PassThrough;
         }
         Decision::Attach

@@ -83,6 +83,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.scope.decide(&req) {
             Decision::Attach => {}

@@ -242,6 +242,7 @@ impl Recovery {
 
     /// What a request that is about to be sent needs for recovery; `None` if recovery is
     /// off. Copies the request only if it can be sent again.
+    #[inline]
     pub(crate) fn prepare<S, B>(
         &self,
         cache: &TokenCache,
@@ -325,8 +326,12 @@ struct Head {
 }
 
 impl Head {
+    #[inline]
     fn copy<B>(request: &Request<B>) -> Head {
-        let mut headers = Vec::with_capacity(request.headers().len());
+        let mut headers = Vec::new();
+        if !request.headers().is_empty() {
+            headers.reserve_exact(request.headers().len());
+        }
         headers.extend(
             request
                 .headers()
@@ -416,7 +421,8 @@ impl<S, B> Recover<S, B> {
         if !self.on.is_rejection(&response) {
             return Next::Done(response);
         }
-        let invalidated = self.cache.invalidate_if(used);
+        let cache = self.cache;
+        let invalidated = cache.invalidate_if(used);
         match self.replay {
             Err(why) => {
                 tracing::info!(
@@ -437,7 +443,7 @@ impl<S, B> Recover<S, B> {
                 );
                 // Let the inner client release the connection of the first attempt now.
                 drop(response);
-                Next::Replay(Box::pin(replay.send(self.cache, self.on)))
+                Next::Replay(Box::pin(replay.send(cache, self.on)))
             }
         }
     }
