@@ -112,5 +112,10 @@ pub use service::OAuth;
 pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};
 
+/// The code blocks of README.md, compiled as doctests so that they stay true.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The error type of the [`OAuth`] service: the inner service's error, or an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
