@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, drive, empty_body, full_body, instant_fetch,
-    oauth_layer, static_header_layer, streaming_body, warm,
+    oauth_layer, oauth_layer_no_replay, static_header_layer, streaming_body, warm,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
@@ -36,10 +36,12 @@ where
     B: Send + 'static,
 {
     let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
+    let oauth_no_replay = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
     let mutex = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
     let rwlock = RwLockSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
     rt.block_on(async {
         warm(&oauth).await;
+        warm(&oauth_no_replay).await;
         mutex.warm().await;
         rwlock.warm().await;
     });
@@ -47,6 +49,7 @@ where
     let floor = Noop;
     let static_header = static_header_layer().layer(Noop);
     let oauth = oauth.layer(Noop);
+    let oauth_no_replay = oauth_no_replay.layer(Noop);
     let mutex = mutex.layer(Noop);
     let rwlock = rwlock.layer(Noop);
 
@@ -62,6 +65,10 @@ where
     group.bench_function("oauth", |b| {
         b.to_async(rt)
             .iter_custom(|iters| drive(oauth.clone(), body, iters))
+    });
+    group.bench_function("oauth_no_replay", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive(oauth_no_replay.clone(), body, iters))
     });
     group.bench_function("mutex_slot", |b| {
         b.to_async(rt)

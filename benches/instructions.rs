@@ -6,7 +6,8 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `mutex_slot`, `rwlock_slot`;
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_no_replay`, `mutex_slot`,
+//! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (see `hot_path.rs`). It warms the stack,
 //! then sends `<requests>` requests through it exactly as `hot_path` does, on a
 //! current-thread runtime. Run twice with different request counts, the difference of the
@@ -33,13 +34,14 @@ use std::time::Duration;
 
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, oauth_layer, oauth_layer_delayed, static_header_layer, streaming_body, warm,
+    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, static_header_layer,
+    streaming_body, warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|mutex_slot|rwlock_slot> \
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_no_replay|mutex_slot|rwlock_slot> \
                      <empty|full|streaming> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
@@ -110,6 +112,13 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, body: fn() -> B, n: u64) {
         }
         "oauth" => {
             let layer = oauth_layer(Arc::new(AtomicUsize::new(0)));
+            rt.block_on(async {
+                warm(&layer).await;
+                drive(layer.layer(Noop), body, n).await
+            });
+        }
+        "oauth_no_replay" => {
+            let layer = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
             rt.block_on(async {
                 warm(&layer).await;
                 drive(layer.layer(Noop), body, n).await

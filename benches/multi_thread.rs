@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, drive, empty_body, instant_fetch, oauth_layer,
-    static_header_layer, warm,
+    oauth_layer_no_replay, static_header_layer, warm,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
@@ -52,16 +52,19 @@ where
 
 fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
     let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
+    let oauth_no_replay = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
     let mutex = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
     let rwlock = RwLockSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
     rt.block_on(async {
         warm(&oauth).await;
+        warm(&oauth_no_replay).await;
         mutex.warm().await;
         rwlock.warm().await;
     });
 
     let static_header = static_header_layer().layer(Noop);
     let oauth = oauth.layer(Noop);
+    let oauth_no_replay = oauth_no_replay.layer(Noop);
     let mutex = mutex.layer(Noop);
     let rwlock = rwlock.layer(Noop);
 
@@ -78,6 +81,10 @@ fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
     group.bench_function("oauth", |b| {
         b.to_async(rt)
             .iter_custom(|iters| drive_many(oauth.clone(), iters))
+    });
+    group.bench_function("oauth_no_replay", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(oauth_no_replay.clone(), iters))
     });
     group.bench_function("mutex_slot", |b| {
         b.to_async(rt)

@@ -22,12 +22,13 @@ import sys
 BEGIN = "<!-- BEGIN GENERATED (scripts/bench.sh) -->"
 END = "<!-- END GENERATED -->"
 
-STACKS = ["floor", "static_header", "oauth", "mutex_slot", "rwlock_slot"]
+STACKS = ["floor", "static_header", "oauth", "oauth_no_replay", "mutex_slot", "rwlock_slot"]
 STACK_NAMES = {
     "floor": "no middleware (floor)",
     "no_header": "no middleware",
     "static_header": "tower-http `SetRequestHeader`, static value",
     "oauth": "**`OAuth<S>`**",
+    "oauth_no_replay": "`OAuth<S>`, `replay(false)`",
     "mutex_slot": "hand-written `Arc<Mutex<Token>>` slot",
     "rwlock_slot": "hand-written `Arc<RwLock<Token>>` slot",
 }

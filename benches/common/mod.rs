@@ -146,6 +146,18 @@ pub fn oauth_layer(fetches: Arc<AtomicUsize>) -> OAuthLayer {
     }))
 }
 
+/// The same as [`oauth_layer`] with `replay(false)`: a 401 still invalidates the token,
+/// but no copy of the request is kept to send it again. What the replay copy costs is the
+/// difference between the two.
+pub fn oauth_layer_no_replay(fetches: Arc<AtomicUsize>) -> OAuthLayer {
+    OAuthLayer::builder(source_fn(move || {
+        fetches.fetch_add(1, Ordering::SeqCst);
+        async { Ok(Token::new(TOKEN, LIFETIME)) }
+    }))
+    .replay(false)
+    .build()
+}
+
 /// An `OAuthLayer` whose source answers with [`TOKEN`] after `delay`, counting its
 /// fetches: an in-process token endpoint with a latency.
 pub fn oauth_layer_delayed(fetches: Arc<AtomicUsize>, delay: Duration) -> OAuthLayer {
