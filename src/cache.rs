@@ -230,7 +230,50 @@ struct Flight {
 
 impl Flight {
     fn in_flight(&self) -> bool {
-        self.rx.as_ref().is_some_and(|rx| rx.borrow().is_none())
+        self.rx.as_ref().is_some_and(is_live)
+    }
+}
+
+/// A fetch is in flight while its channel has no outcome and its task still holds the
+/// sender. (The task's [`Reporter`] always sends one; this is the second line of defence.)
+fn is_live(rx: &watch::Receiver<Outcome>) -> bool {
+    rx.borrow().is_none() && rx.has_changed().is_ok()
+}
+
+/// The longest delay a failure can put off the next fetch: one day, whatever the
+/// configuration or a `Retry-After` say (and no `Instant` overflow).
+const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// Delivers a fetch's outcome to its waiters, and records it, even when the fetch task is
+/// dropped before it has one (its source panicked, its runtime shut down): the waiters then
+/// get [`Error::is_cancelled`] and the next request starts a new fetch, instead of every
+/// later request waiting on a channel no one will ever send on.
+struct Reporter {
+    cache: TokenCache,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl Reporter {
+    fn report(mut self, outcome: Result<Arc<Entry>, Error>) {
+        self.send(outcome);
+    }
+
+    fn send(&mut self, outcome: Result<Arc<Entry>, Error>) {
+        if let Some(tx) = self.tx.take() {
+            self.cache.record(&outcome);
+            let _ = tx.send(Some(outcome));
+            // The timer schedules the next background try, or logs the success.
+            self.cache.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            tracing::warn!(target: "tower_oauth", "token fetch ended without a result (panic or runtime shutdown)");
+            self.send(Err(Error::cancelled()));
+        }
     }
 }
 
@@ -301,9 +344,14 @@ impl TokenCache {
         self.shared.slot.load().as_ref().map(|e| e.token.clone())
     }
 
-    /// Drops the cached token: the next request fetches a new one.
+    /// Drops the cached token: the next request fetches a new one. With a shared
+    /// [`store`](crate::store), that token is not taken back from the store either, and the
+    /// store entry is deleted (in the background) if it still holds it.
     pub fn invalidate(&self) {
-        self.shared.slot.store(None);
+        let previous = self.shared.slot.swap(None);
+        if let (Some(entry), Some(store)) = (previous, &self.shared.store) {
+            store.reject(&entry.token);
+        }
         tracing::debug!(target: "tower_oauth", "token invalidated");
     }
 
@@ -421,7 +469,7 @@ impl TokenCache {
             return Step::Ready(entry);
         }
         if let Some(rx) = &flight.rx
-            && rx.borrow().is_none()
+            && is_live(rx)
         {
             return Step::Wait(rx.clone());
         }
@@ -441,13 +489,13 @@ impl TokenCache {
         let (tx, rx) = watch::channel(None);
         flight.rx = Some(rx.clone());
         drop(flight);
-        let cache = self.clone();
+        let reporter = Reporter {
+            cache: self.clone(),
+            tx: Some(tx),
+        };
         tokio::spawn(async move {
-            let outcome = cache.fetch_and_store().await;
-            cache.record(&outcome);
-            let _ = tx.send(Some(outcome));
-            // The timer schedules the next background try, or logs the success.
-            cache.shared.wake.notify_one();
+            let outcome = reporter.cache.fetch_and_store().await;
+            reporter.report(outcome);
         });
         Step::Wait(rx)
     }
@@ -467,9 +515,9 @@ impl TokenCache {
                 let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
                 let backoff = refresh::backoff(config, flight.failures, fastrand::f64());
                 let now = Instant::now();
-                flight.retry_at = Some(now + backoff.max(retry_after.unwrap_or_default()));
-                flight.quiet_until =
-                    Some(now + config.failure_window.max(retry_after.unwrap_or_default()));
+                let hold = |d: Duration| now + d.max(retry_after.unwrap_or_default()).min(MAX_HOLD);
+                flight.retry_at = Some(hold(backoff));
+                flight.quiet_until = Some(hold(config.failure_window));
             }
         }
     }

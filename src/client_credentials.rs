@@ -269,7 +269,7 @@ impl fmt::Debug for ClientCredentials {
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("auth_method", &self.auth)
-            .field("params", &self.params)
+            .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()
     }
 }
@@ -361,6 +361,10 @@ impl ClientCredentialsBuilder {
 
     /// The reqwest client to send token requests with (default: a new one with a 10
     /// second timeout that does not follow redirects).
+    ///
+    /// Build yours with `.redirect(reqwest::redirect::Policy::none())` too: with reqwest's
+    /// default policy a `307`/`308` from the token endpoint makes the client send the
+    /// request, credentials included, to wherever the redirect points.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -533,7 +537,26 @@ impl fmt::Debug for ClientCredentialsBuilder {
             )
             .field("auth_method", &self.auth)
             .field("scopes", &self.scopes)
-            .field("params", &self.params)
+            .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()
+    }
+}
+
+/// `Debug` of form parameters: the values of `scope`, `audience` and `resource` are shown;
+/// any other value is redacted, as a parameter set with `param()` may be a credential
+/// (`client_assertion`, say).
+struct ParamsDebug<'a>(&'a [(String, String)]);
+
+impl fmt::Debug for ParamsDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for (name, value) in self.0 {
+            let shown = match name.as_str() {
+                "scope" | "audience" | "resource" => value.as_str(),
+                _ => "[redacted]",
+            };
+            list.entry(&(name, shown));
+        }
+        list.finish()
     }
 }

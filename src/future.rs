@@ -155,7 +155,7 @@ where
                         Err(error) => return Poll::Ready(Err(error.into())),
                     };
                     let Some(mut request) = request.take() else {
-                        // Polled after the request was sent: only if polled after completion.
+                        // Not reachable: the request is taken once, and the state then changes.
                         return Poll::Ready(Err(Error::cancelled().into()));
                     };
                     request

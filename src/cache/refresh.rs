@@ -93,6 +93,7 @@ impl Plan {
 /// The timer task. Holds the cache only by a `Weak` between rounds, and ends when the
 /// cache is dropped (its `Drop` wakes this task).
 pub(super) async fn timer(cache: Weak<Shared>, wake: Arc<Notify>) {
+    let _guard = TimerGuard(cache.clone());
     let mut plan = None;
     let mut background = None;
     loop {
@@ -110,6 +111,23 @@ pub(super) async fn timer(cache: Weak<Shared>, wake: Arc<Notify>) {
                 }
             }
             None => wake.notified().await,
+        }
+    }
+}
+
+/// Runs when the timer task ends. If the cache is still alive, the task was dropped with
+/// its runtime: mark the token due, so requests take the slow path (which reads the clocks)
+/// and the next fetch starts a new timer, instead of using the token past its time with
+/// nothing left to mark it.
+struct TimerGuard(Weak<Shared>);
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            if let Some(entry) = shared.slot.load_full() {
+                entry.due.store(true, Ordering::Release);
+            }
+            shared.timer_started.store(false, Ordering::Release);
         }
     }
 }
