@@ -375,11 +375,11 @@ impl TokenCache {
     }
 
     /// Tells the cache that the API refused `token` (an HTTP 401): it is dropped from the
-    /// cache if it is still the cached token, so the next request fetches a new one, and
-    /// never used again. With a shared [`store`](crate::store), the store entry is deleted
-    /// too if it still holds this very token (compare-and-delete, in the background), so
-    /// the whole fleet makes one refresh, not one per instance. A newer token, here or in
-    /// the store, is never thrown away.
+    /// cache if it is still the cached token, so the next request fetches a new one. With a
+    /// shared [`store`](crate::store), the store entry is deleted too if it still holds this
+    /// very token (compare-and-delete, in the background), and this instance never takes
+    /// that token from the store again, so the whole fleet makes one refresh, not one per
+    /// instance. A newer token, here or in the store, is never thrown away.
     pub fn reject(&self, token: &Token) {
         let current = self.shared.slot.load_full();
         if let Some(entry) = current
@@ -407,10 +407,13 @@ impl TokenCache {
         }
     }
 
-    /// A usable token: the cached one, or a new one from the single fetch in flight.
+    /// A usable token: the cached one, or a new one from the single fetch in flight. If
+    /// that fetch fails while the cached token has not expired yet (it is only past its
+    /// refresh point), that token is returned, as requests would use it.
     ///
     /// # Errors
-    /// The fetch's [`Error`]; every caller waiting on the same fetch gets a clone of it.
+    /// The fetch's [`Error`] when there is no unexpired token; every caller waiting on the
+    /// same fetch gets a clone of it.
     pub async fn token(&self) -> Result<Token, Error> {
         self.entry().await.map(|e| e.token.clone())
     }
@@ -460,7 +463,7 @@ impl TokenCache {
     /// the next retry, without one the failure's error is the answer until its window ends.
     fn step(&self, force: bool) -> Step {
         let shared = &self.shared;
-        let mut flight = shared.flight.lock().unwrap_or_else(|e| e.into_inner());
+        let flight = shared.flight.lock().unwrap_or_else(|e| e.into_inner());
         let wall = shared.config.wall_clock.now();
         if !force
             && let Some(entry) = shared.slot.load_full()
@@ -486,6 +489,33 @@ impl TokenCache {
                 _ => {}
             }
         }
+        Step::Wait(self.launch(flight))
+    }
+
+    /// Starts the background refresh of the entry `entry_id`, unless something changed
+    /// since the timer looked (a fetch started or ended, another token was stored): the
+    /// check and the start are under one lock, so a refresh a request just made is never
+    /// followed by a second one.
+    pub(crate) fn refresh_in_background(
+        &self,
+        entry_id: u64,
+        failures: u32,
+    ) -> Option<watch::Receiver<Outcome>> {
+        let flight = self.shared.flight.lock().unwrap_or_else(|e| e.into_inner());
+        let same_entry = self
+            .shared
+            .slot
+            .load()
+            .as_ref()
+            .is_some_and(|e| e.id == entry_id);
+        if flight.in_flight() || flight.failures != failures || !same_entry {
+            return None;
+        }
+        Some(self.launch(flight))
+    }
+
+    /// Starts a fetch on a task of its own; its outcome goes to the returned channel.
+    fn launch(&self, mut flight: std::sync::MutexGuard<'_, Flight>) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         flight.rx = Some(rx.clone());
         drop(flight);
@@ -497,7 +527,7 @@ impl TokenCache {
             let outcome = reporter.cache.fetch_and_store().await;
             reporter.report(outcome);
         });
-        Step::Wait(rx)
+        rx
     }
 
     /// Keeps count of failures and sets when the next fetch may go out.

@@ -528,7 +528,10 @@ fn is_loopback(url: &Url) -> bool {
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
-            .field("token_url", &self.token_url)
+            .field(
+                "token_url",
+                &self.token_url.as_deref().map(without_userinfo),
+            )
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field(
@@ -558,5 +561,19 @@ impl fmt::Debug for ParamsDebug<'_> {
             list.entry(&(name, shown));
         }
         list.finish()
+    }
+}
+
+/// A URL for `Debug`: any `user:password@` cut out (`build()` refuses such a URL, but the
+/// builder holds it as given until then).
+fn without_userinfo(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "[unparsable URL]".to_owned(),
     }
 }

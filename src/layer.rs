@@ -96,9 +96,11 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
         self
     }
 
-    /// How long one token fetch may take before it fails with a timeout
+    /// How long one request to the token source may take before it fails with a timeout
     /// ([`Error::is_timeout`](crate::Error::is_timeout)). Default 10 seconds. The timeout is
-    /// the fetch's own, independent of any caller's deadline.
+    /// the fetch's own, independent of any caller's deadline. With a shared
+    /// [`store`](Self::store), waiting for another instance's token comes on top, bounded
+    /// by the store's `lock_wait` and its per-call timeout.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.config.fetch_timeout = timeout;
         self

@@ -241,7 +241,9 @@ impl ResponseParser {
         if secs >= self.max_expires_in.as_secs_f64() {
             return self.max_expires_in;
         }
-        Duration::from_secs_f64(secs)
+        // A fraction of a second is taken as one second: a token that would be due before
+        // it could be used would be fetched again for every request.
+        Duration::from_secs_f64(secs.max(1.0))
     }
 }
 
@@ -342,6 +344,11 @@ mod tests {
         assert_eq!(lifetime(r#""3600""#).unwrap(), 3600);
         assert_eq!(lifetime(r#"" 120 ""#).unwrap(), 120);
         assert_eq!(lifetime("59.9").unwrap(), 59);
+        assert_eq!(
+            lifetime("0.0000001").unwrap(),
+            1,
+            "under a second is one second"
+        );
     }
 
     #[test]

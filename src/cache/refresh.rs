@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::{Config, Entry, Outcome, Shared, Step, TokenCache};
+use super::{Config, Entry, Outcome, Shared, TokenCache};
 
 /// How often the timer looks at the wall clock while a token is fresh, or a background
 /// refresh is pending: a suspended machine's monotonic clock does not move.
@@ -174,9 +174,7 @@ impl TokenCache {
                 let backoff_over = retry_at.is_none_or(|at| now >= at);
                 if time_come && backoff_over {
                     tracing::debug!(target: "tower_oauth", failures, "background token refresh started");
-                    if let Step::Wait(rx) = self.step(true) {
-                        *background = Some(rx);
-                    }
+                    *background = self.refresh_in_background(entry.id, failures);
                 } else {
                     let at = plan.refresh_at.max(retry_at.unwrap_or(plan.refresh_at));
                     next = Some(next.map_or(at, |n| n.min(at)));
