@@ -26,7 +26,6 @@
 //! [`ClientCredentials::from_env`] or [`ClientCredentials::builder_from_env`].
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -34,9 +33,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use reqwest::Url;
-use secrecy::zeroize::{Zeroize, Zeroizing};
+use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::http_util::{self, ReadError, is_loopback};
 use crate::response::{ResponseParser, parse_retry_after, redact};
 use crate::store::CacheKey;
 use crate::{Error, Token, TokenSource};
@@ -154,13 +154,8 @@ impl ClientCredentials {
                 Error::transport(e.without_url())
             }
         })?;
-        let status =
-            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| redact(v, &secrets).into_owned());
+        let (status, content_type) = http_util::status_and_content_type(&response);
+        let content_type = content_type.map(|v| redact(v, &secrets).into_owned());
         // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
         // when to come back; the error carries it, whatever the body.
         let retry_after = match status {
@@ -184,35 +179,13 @@ impl ClientCredentials {
                 None,
             ))
         };
-        if response
-            .content_length()
-            .is_some_and(|len| len > limit as u64)
-        {
-            return Err(too_large());
-        }
         // Holds the access token until it is parsed: zeroed when dropped, on every path.
-        let mut body = Zeroizing::new(Vec::new());
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return Err(too_large());
-                    }
-                    if body.capacity() < body.len() + chunk.len() {
-                        // Grow by hand so the old buffer is zeroed, not just freed.
-                        let mut bigger =
-                            Vec::with_capacity((body.len() + chunk.len()).max(2 * body.len()));
-                        bigger.extend_from_slice(&body);
-                        body.zeroize();
-                        *body = bigger;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(Error::timeout()),
-                Err(e) => return Err(Error::transport(e.without_url())),
-            }
-        }
+        let body = match http_util::read_limited(&mut response, limit).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::Failed(e)) if e.is_timeout() => return Err(Error::timeout()),
+            Err(ReadError::Failed(e)) => return Err(Error::transport(e.without_url())),
+        };
         let token = self
             .parser
             .parse_redacting(status, content_type.as_deref(), &body, &secrets)
@@ -513,15 +486,6 @@ impl ClientCredentialsBuilder {
             self.auth = auth;
         }
         self
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
     }
 }
 

@@ -47,16 +47,17 @@
 //! unusable issuer URL), never a panic.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::ACCEPT;
 use reqwest::Url;
+use secrecy::zeroize::Zeroizing;
 use serde_json::{Map, Value};
 
 use crate::Error;
 use crate::client_credentials::{ClientAuth, ClientCredentialsBuilder};
+use crate::http_util::{self, ReadError, is_loopback};
 
 /// The largest metadata document read: 64 KiB.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
@@ -418,7 +419,7 @@ fn reason_of(e: &Error) -> String {
 struct Fetched {
     status: StatusCode,
     content_type: Option<String>,
-    body: Vec<u8>,
+    body: Zeroizing<Vec<u8>>,
 }
 
 async fn get_document(
@@ -445,13 +446,8 @@ async fn get_document(
         .send()
         .await
         .map_err(failed)?;
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (status, content_type) = http_util::status_and_content_type(&response);
+    let content_type = content_type.map(str::to_owned);
     let too_large = || {
         Error::discovery(
             Some(status),
@@ -459,19 +455,11 @@ async fn get_document(
             None,
         )
     };
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_METADATA_LEN as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        if body.len() + chunk.len() > MAX_METADATA_LEN {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = match http_util::read_limited(&mut response, MAX_METADATA_LEN).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => return Err(too_large()),
+        Err(ReadError::Failed(e)) => return Err(failed(e)),
+    };
     Ok(Fetched {
         status,
         content_type,
@@ -510,15 +498,6 @@ fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(), String> {
             "`{}` has scheme `{other}`, not https",
             clip(url.as_str())
         )),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
     }
 }
 

@@ -92,6 +92,8 @@ pub mod discovery;
 mod env;
 pub mod error;
 pub mod future;
+#[cfg(feature = "reqwest")]
+mod http_util;
 mod layer;
 pub mod origin;
 pub mod replay;
