@@ -6,7 +6,7 @@
 //! first of all [`ClientCredentials`] (RFC 6749 section 4.4); they are cached for their
 //! lifetime in a lock-free slot and refreshed before they expire, by one fetch however
 //! many requests are waiting. A token the server rejects with a `401` is dropped and the
-//! request sent once more with a new one ([`replay`]).
+//! request sent once more with a new one ([`recover`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -81,6 +81,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod body;
 pub mod cache;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
@@ -91,14 +92,13 @@ pub mod discovery;
 #[cfg(feature = "reqwest")]
 mod env;
 pub mod error;
-pub mod future;
 #[cfg(feature = "reqwest")]
 mod http_util;
-mod layer;
+mod macros;
+pub mod oauth;
 pub mod origin;
-pub mod replay;
+pub mod recover;
 pub mod response;
-mod service;
 pub mod source;
 pub mod store;
 pub mod token;
@@ -108,9 +108,8 @@ pub use cache::TokenCache;
 #[cfg(feature = "reqwest")]
 pub use client_credentials::{ClientAuth, ClientCredentials};
 pub use error::{Error, TokenEndpointError};
-pub use layer::{OAuthLayer, OAuthLayerBuilder};
+pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
-pub use service::OAuth;
 pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};
 

@@ -256,7 +256,7 @@ impl fmt::Debug for Origin {
 
 /// Which requests get the token: the layer's origin and `Authorization` options.
 #[derive(Clone, Default)]
-pub(crate) struct Scope {
+pub(crate) struct AttachPolicy {
     /// `None`: every origin.
     origins: Option<Arc<[Origin]>>,
     refuse_others: bool,
@@ -273,7 +273,7 @@ pub(crate) enum Decision {
     Refuse,
 }
 
-impl Scope {
+impl AttachPolicy {
     pub(crate) fn add_origins(&mut self, origins: impl IntoIterator<Item = Origin>) {
         let mut all: Vec<Origin> = self.origins.as_deref().unwrap_or_default().to_vec();
         for origin in origins {
@@ -322,9 +322,9 @@ impl Scope {
     }
 }
 
-impl fmt::Debug for Scope {
+impl fmt::Debug for AttachPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope")
+        f.debug_struct("AttachPolicy")
             .field("allowed_origins", &self.origins.as_deref())
             .field("refuse_other_origins", &self.refuse_others)
             .field("overwrite_authorization", &self.overwrite)
@@ -412,20 +412,20 @@ mod tests {
             }
             b.body(()).unwrap()
         };
-        let decide = |scope: &Scope, u: &str, auth: bool| match scope.decide(&req(u, auth)) {
+        let decide = |scope: &AttachPolicy, u: &str, auth: bool| match scope.decide(&req(u, auth)) {
             Decision::Attach => "attach",
             Decision::PassThrough => "pass",
             Decision::Refuse => "refuse",
         };
 
-        let mut scope = Scope::default();
+        let mut scope = AttachPolicy::default();
         assert_eq!(decide(&scope, "https://any.example/", false), "attach");
         assert_eq!(decide(&scope, "/relative", false), "attach");
         assert_eq!(decide(&scope, "https://any.example/", true), "pass");
         scope.overwrite();
         assert_eq!(decide(&scope, "https://any.example/", true), "attach");
 
-        let mut scope = Scope::default();
+        let mut scope = AttachPolicy::default();
         scope.add_origins([Origin::parse("https://a.example").unwrap()]);
         scope.add_origins([
             Origin::parse("https://b.example:8443").unwrap(),
@@ -442,7 +442,7 @@ mod tests {
         assert_eq!(decide(&scope, "https://c.example/x", true), "refuse");
         assert_eq!(decide(&scope, "https://a.example/x", true), "pass");
 
-        let mut nothing = Scope::default();
+        let mut nothing = AttachPolicy::default();
         nothing.add_origins([]);
         assert_eq!(decide(&nothing, "https://a.example/", false), "pass");
     }
@@ -452,12 +452,12 @@ mod tests {
         let req = Request::get("https://other.example:8443/secret/path?token=abc")
             .body(())
             .unwrap();
-        let err = Scope::refusal(&req);
+        let err = AttachPolicy::refusal(&req);
         assert!(err.is_origin_refused());
         let text = format!("{err} {err:?}");
         assert!(text.contains("https://other.example:8443"), "{text}");
         assert!(!text.contains("secret") && !text.contains("abc"), "{text}");
-        let relative = Scope::refusal(&Request::get("/x").body(()).unwrap());
+        let relative = AttachPolicy::refusal(&Request::get("/x").body(()).unwrap());
         assert!(relative.to_string().contains("relative"), "{relative}");
     }
 }

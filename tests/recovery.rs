@@ -21,7 +21,8 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::ExposeSecret;
 use tokio::sync::{Barrier, Notify};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_oauth::replay::{BufferBodyLayer, RecoverOn, ReplayBody};
+use tower_oauth::body::{BufferBodyLayer, ReplayBody};
+use tower_oauth::recover::RecoverOn;
 use tower_oauth::{ClientCredentials, OAuthLayer, Token, TokenSource, source_fn};
 
 /// A source that hands out `t1`, `t2`, ... and counts its fetches.

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
-use tower_oauth::replay::RecoverOn;
+use tower_oauth::recover::RecoverOn;
 use tower_oauth::{OAuthLayer, Token, source_fn};
 
 struct Counting;

@@ -1,14 +1,17 @@
+//! [`OAuthLayer`] and its builder.
+
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
+use http::{HeaderMap, Method, StatusCode, Uri};
 use tower_layer::Layer;
 
-use crate::cache::{Config, TokenCache};
-use crate::origin::{Origin, Scope};
-use crate::replay::{RecoverOn, Recovery};
+use super::OAuth;
+use crate::cache::{self, Config, TokenCache};
+use crate::origin::{AttachPolicy, Origin};
+use crate::recover::{CloneBodyFn, RecoverOn, RejectIf, ReplayIf, Standard};
+use crate::source::TokenSource;
 use crate::store::{StoreOptions, TokenStore};
-use crate::{OAuth, TokenSource};
 
 /// Applies [`OAuth`] to a service: every request gets `Authorization: <type> <token>` from
 /// a cached token that is fetched from a [`TokenSource`] and refreshed before it expires.
@@ -28,10 +31,10 @@ use crate::{OAuth, TokenSource};
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
-pub struct OAuthLayer {
+pub struct OAuthLayer<P = Standard> {
     cache: TokenCache,
-    recovery: Arc<Recovery>,
-    scope: Scope,
+    attach: AttachPolicy,
+    policy: P,
 }
 
 impl OAuthLayer {
@@ -45,45 +48,55 @@ impl OAuthLayer {
         OAuthLayerBuilder {
             source,
             config: Config::default(),
-            recovery: Recovery::default(),
-            scope: Scope::default(),
+            attach: AttachPolicy::default(),
+            policy: Standard::default(),
         }
     }
+}
 
+impl<P> OAuthLayer<P> {
     /// The token cache this layer and its services share.
     pub fn cache(&self) -> &TokenCache {
         &self.cache
     }
-}
 
-impl<S> Layer<S> for OAuthLayer {
-    type Service = OAuth<S>;
-
-    fn layer(&self, inner: S) -> OAuth<S> {
-        OAuth::from_parts(inner, self.cache.clone(), self.recovery.clone())
-            .with_scope(self.scope.clone())
+    /// The recovery policy of the layer's services (see [`recover`](crate::recover)).
+    pub fn recover_policy(&self) -> &P {
+        &self.policy
     }
 }
 
-impl fmt::Debug for OAuthLayer {
+impl<S, P: Clone> Layer<S> for OAuthLayer<P> {
+    type Service = OAuth<S, P>;
+
+    fn layer(&self, inner: S) -> OAuth<S, P> {
+        OAuth::new(inner, &self.cache, self.attach.clone(), self.policy.clone())
+    }
+}
+
+impl<P: fmt::Debug> fmt::Debug for OAuthLayer<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthLayer")
             .field("cache", &self.cache)
-            .field("recovery", &self.recovery)
-            .field("scope", &self.scope)
+            .field("recover", &self.policy)
+            .field("attach", &self.attach)
             .finish()
     }
 }
 
 /// Options of an [`OAuthLayer`]. Made by [`OAuthLayer::builder`].
-pub struct OAuthLayerBuilder<T> {
+///
+/// `P` is the [recovery policy](crate::recover::Policy): [`Standard`] unless changed with
+/// [`clone_body_fn`](Self::clone_body_fn), [`reject_if`](Self::reject_if),
+/// [`replay_if`](Self::replay_if) or [`recover_policy`](Self::recover_policy).
+pub struct OAuthLayerBuilder<T, P = Standard> {
     source: T,
     config: Config,
-    recovery: Recovery,
-    scope: Scope,
+    attach: AttachPolicy,
+    policy: P,
 }
 
-impl<T: TokenSource> OAuthLayerBuilder<T> {
+impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// How much of a token's lifetime is left when it is refreshed. Default 60 seconds.
     ///
     /// The margin used for a token is never more than half of its lifetime (`expires_in`),
@@ -108,17 +121,25 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
 
     /// Which responses mean that the token a request carried was rejected, so that the
     /// token is invalidated and the request sent again with a new one. Default
-    /// [`RecoverOn::Unauthorized`]: any `401`. See [`replay`](crate::replay).
-    pub fn recover_on(mut self, on: RecoverOn) -> Self {
-        self.recovery.on = on;
+    /// [`RecoverOn::Unauthorized`]: any `401`. See [`recover`](crate::recover).
+    pub fn recover_on(mut self, on: RecoverOn) -> Self
+    where
+        P: AsMut<Standard>,
+    {
+        let standard = self.policy.as_mut();
+        *standard = standard.on(on);
         self
     }
 
     /// Whether a request whose token was rejected is sent again, once, with a new token.
     /// Default `true`. With `false`, the rejected token is still invalidated and the caller
     /// gets the `401`; its next request goes out with a new token.
-    pub fn replay(mut self, replay: bool) -> Self {
-        self.recovery.replay = replay;
+    pub fn replay(mut self, replay: bool) -> Self
+    where
+        P: AsMut<Standard>,
+    {
+        let standard = self.policy.as_mut();
+        *standard = standard.replay(replay);
         self
     }
 
@@ -126,16 +147,19 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// RFC 9110 section 9.2.2) are sent again after a 401. Default `true`: a 401 for a
     /// rejected token means the server refused the request before processing it. Turn it
     /// off if your server may act on a request and still answer 401.
-    pub fn replay_non_idempotent(mut self, replay: bool) -> Self {
-        self.recovery.replay_non_idempotent = replay;
+    pub fn replay_non_idempotent(mut self, replay: bool) -> Self
+    where
+        P: AsMut<Standard>,
+    {
+        let standard = self.policy.as_mut();
+        *standard = standard.replay_non_idempotent(replay);
         self
     }
 
     /// Makes request bodies of type `B` replayable: after a 401, the request is sent again
     /// with the body `f` returns, copied before the first attempt. `f` returning `None`
-    /// means that body cannot be sent again. May be called for several body types.
-    ///
-    /// Bodies of the types listed in [`replay`](crate::replay) need no function.
+    /// means that body cannot be sent again. `f` replaces the copying of the known body
+    /// types (see [`recover`](crate::recover)) for the layer's body type `B`.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -149,13 +173,66 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     ///     .build();
     /// # let _ = layer;
     /// ```
-    pub fn clone_body_fn<B, F>(mut self, f: F) -> Self
+    pub fn clone_body_fn<B, F>(self, f: F) -> OAuthLayerBuilder<T, CloneBodyFn<P, F>>
     where
-        B: 'static,
-        F: Fn(&B) -> Option<B> + Send + Sync + 'static,
+        F: Fn(&B) -> Option<B> + Clone,
     {
-        self.recovery.add_clone_fn(f);
-        self
+        self.map_policy(|p| CloneBodyFn::new(p, f))
+    }
+
+    /// Which answers reject the token, by a rule of yours instead of
+    /// [`recover_on`](Self::recover_on): `f` gets the status and the headers of each answer
+    /// to a request that carried the layer's token.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_oauth::{source_fn, OAuthLayer, Token};
+    /// # let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+    /// // An API that says 419 for an expired session token.
+    /// let layer = OAuthLayer::builder(source)
+    ///     .reject_if(|status, _headers| matches!(status.as_u16(), 401 | 419))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn reject_if<F>(self, f: F) -> OAuthLayerBuilder<T, RejectIf<P, F>>
+    where
+        F: Fn(StatusCode, &HeaderMap) -> bool + Clone,
+    {
+        self.map_policy(|p| RejectIf::new(p, f))
+    }
+
+    /// Which requests may be sent again after a 401, by a rule of yours on top of the
+    /// others: `f` gets the method and the URI before the first attempt.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_oauth::{source_fn, OAuthLayer, Token};
+    /// # let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+    /// let layer = OAuthLayer::builder(source)
+    ///     .replay_if(|_method, uri| !uri.path().starts_with("/payments"))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn replay_if<F>(self, f: F) -> OAuthLayerBuilder<T, ReplayIf<P, F>>
+    where
+        F: Fn(&Method, &Uri) -> bool + Clone,
+    {
+        self.map_policy(|p| ReplayIf::new(p, f))
+    }
+
+    /// Replaces the recovery policy with one of your own (see
+    /// [`recover::Policy`](crate::recover::Policy)).
+    pub fn recover_policy<Q>(self, policy: Q) -> OAuthLayerBuilder<T, Q> {
+        self.map_policy(|_| policy)
+    }
+
+    fn map_policy<Q>(self, f: impl FnOnce(P) -> Q) -> OAuthLayerBuilder<T, Q> {
+        OAuthLayerBuilder {
+            source: self.source,
+            config: self.config,
+            attach: self.attach,
+            policy: f(self.policy),
+        }
     }
 
     /// Whether the token is refreshed in the background before its usable part ends.
@@ -182,7 +259,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// of range are clamped; NaN means the default.
     pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
         self.config.refresh_ahead_fraction =
-            unit_fraction(fraction, crate::cache::DEFAULT_REFRESH_AHEAD_FRACTION);
+            unit_fraction(fraction, cache::DEFAULT_REFRESH_AHEAD_FRACTION);
         self
     }
 
@@ -192,7 +269,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// clamped; NaN means the default.
     pub fn refresh_ahead_jitter(mut self, fraction: f64) -> Self {
         self.config.refresh_ahead_jitter =
-            unit_fraction(fraction, crate::cache::DEFAULT_REFRESH_AHEAD_JITTER);
+            unit_fraction(fraction, cache::DEFAULT_REFRESH_AHEAD_JITTER);
         self
     }
 
@@ -215,7 +292,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// 1, 2, 4, 8... seconds by default) to 1.0. Default 0.5. Values out of range are
     /// clamped; NaN means the default.
     pub fn retry_jitter(mut self, fraction: f64) -> Self {
-        self.config.retry_jitter = unit_fraction(fraction, crate::cache::DEFAULT_RETRY_JITTER);
+        self.config.retry_jitter = unit_fraction(fraction, cache::DEFAULT_RETRY_JITTER);
         self
     }
 
@@ -279,7 +356,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// # }
     /// ```
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
-        self.scope.add_origins(origins);
+        self.attach.add_origins(origins);
         self
     }
 
@@ -288,7 +365,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// [`Error`](crate::Error) with [`is_origin_refused`](crate::Error::is_origin_refused),
     /// and the inner service is not called. No effect without allowed origins.
     pub fn refuse_other_origins(mut self) -> Self {
-        self.scope.refuse_others();
+        self.attach.refuse_others();
         self
     }
 
@@ -297,16 +374,16 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// token fetch. Requests for origins outside
     /// [`allowed_origins`](Self::allowed_origins) are never given the token either way.
     pub fn overwrite_authorization(mut self) -> Self {
-        self.scope.overwrite();
+        self.attach.overwrite();
         self
     }
 
     /// Builds the layer.
-    pub fn build(self) -> OAuthLayer {
+    pub fn build(self) -> OAuthLayer<P> {
         OAuthLayer {
             cache: TokenCache::new(self.source, self.config),
-            recovery: Arc::new(self.recovery),
-            scope: self.scope,
+            attach: self.attach,
+            policy: self.policy,
         }
     }
 }
@@ -319,13 +396,13 @@ fn unit_fraction(fraction: f64, default: f64) -> f64 {
     }
 }
 
-impl<T> fmt::Debug for OAuthLayerBuilder<T> {
+impl<T, P: fmt::Debug> fmt::Debug for OAuthLayerBuilder<T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthLayerBuilder")
             .field("source", &std::any::type_name::<T>())
             .field("config", &self.config)
-            .field("recovery", &self.recovery)
-            .field("scope", &self.scope)
+            .field("recover", &self.policy)
+            .field("attach", &self.attach)
             .finish()
     }
 }

@@ -1,4 +1,4 @@
-//! Reading request bodies into memory, up to a limit, so that they can be sent again.
+//! [`BufferBody`]: reads request bodies into memory, up to a limit.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::ReplayBody;
+use super::replay_body::ReplayBody;
 use crate::BoxError;
 
 /// Reads each request body into memory, up to `limit` bytes, so that the
@@ -46,7 +46,7 @@ use crate::BoxError;
 /// use http_body::Frame;
 /// use std::time::Duration;
 /// use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
-/// use tower_oauth::replay::{BufferBodyLayer, ReplayBody};
+/// use tower_oauth::body::{BufferBodyLayer, ReplayBody};
 /// use tower_oauth::{source_fn, OAuthLayer, Token};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -107,20 +107,7 @@ impl<S> BufferBody<S> {
         BufferBodyLayer::new(limit)
     }
 
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for BufferBody<S>
@@ -236,7 +223,7 @@ where
                     inner,
                 } => {
                     let Some(reading) = body.as_mut() else {
-                        return Poll::Ready(Err("BufferFuture polled after completion".into()));
+                        panic!("BufferFuture polled after completion");
                     };
                     let too_large = match ready!(Pin::new(reading).poll_frame(cx)) {
                         Some(Err(error)) => return Poll::Ready(Err(error)),
@@ -264,7 +251,7 @@ where
                         None => false,
                     };
                     let (Some(head), Some(rest)) = (head.take(), body.take()) else {
-                        return Poll::Ready(Err("BufferFuture polled after completion".into()));
+                        panic!("BufferFuture polled after completion");
                     };
                     let body = if too_large {
                         // Send what was read, then the rest of the stream.

@@ -1,58 +1,20 @@
 //! The timer task of a token cache: it marks tokens due, starts the refresh ahead of
 //! time, and retries failed refreshes on the backoff schedule.
 
-use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::{Config, Entry, Outcome, Shared, TokenCache};
+use super::config::Config;
+use super::entry::Entry;
+use super::flight::Outcome;
+use super::{Shared, TokenCache};
 
 /// How often the timer looks at the wall clock while a token is fresh, or a background
 /// refresh is pending: a suspended machine's monotonic clock does not move.
 const WALL_CLOCK_CHECK: Duration = Duration::from_secs(1);
-
-/// The wall clock the cache judges expiry by: `SystemTime::now`, or a stand-in in tests.
-#[derive(Clone, Default)]
-pub(crate) struct WallClock(Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>);
-
-impl WallClock {
-    pub(crate) fn now(&self) -> SystemTime {
-        match &self.0 {
-            None => SystemTime::now(),
-            Some(now) => now(),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn from_fn(now: impl Fn() -> SystemTime + Send + Sync + 'static) -> WallClock {
-        WallClock(Some(Arc::new(now)))
-    }
-}
-
-impl fmt::Debug for WallClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            None => "SystemTime::now",
-            Some(_) => "custom",
-        })
-    }
-}
-
-/// The delay before the next try after `failures` failed fetches in a row: `retry_base`
-/// doubled per failure, at most `retry_max`, less up to `retry_jitter` of it (`random` is
-/// in `0..1`).
-pub(crate) fn backoff(config: &Config, failures: u32, random: f64) -> Duration {
-    let doublings = failures.saturating_sub(1).min(31);
-    let step = config
-        .retry_base
-        .saturating_mul(1 << doublings)
-        .min(config.retry_max);
-    step.saturating_sub(step.mul_f64(config.retry_jitter * random))
-}
 
 /// When the background refresh of one entry starts.
 struct Plan {
@@ -92,7 +54,7 @@ impl Plan {
 
 /// The timer task. Holds the cache only by a `Weak` between rounds, and ends when the
 /// cache is dropped (its `Drop` wakes this task).
-pub(super) async fn timer(cache: Weak<Shared>, wake: Arc<Notify>) {
+pub(super) async fn run(cache: Weak<Shared>, wake: Arc<Notify>) {
     let _guard = TimerGuard(cache.clone());
     let mut plan = None;
     let mut background = None;
@@ -125,9 +87,11 @@ impl Drop for TimerGuard {
     fn drop(&mut self) {
         if let Some(shared) = self.0.upgrade() {
             if let Some(entry) = shared.slot.load_full() {
-                entry.due.store(true, Ordering::Release);
+                entry.mark_due();
             }
-            shared.timer_started.store(false, Ordering::Release);
+            shared
+                .timer_started
+                .store(false, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -154,7 +118,7 @@ impl TokenCache {
         let now = Instant::now();
         let wall = config.wall_clock.now();
         if entry.is_fresh() && (now >= entry.usable_until || wall >= entry.usable_until_wall) {
-            entry.due.store(true, Ordering::Release);
+            entry.mark_due();
             tracing::debug!(target: "tower_oauth", "token due for refresh");
         }
         let plan = match plan {
@@ -165,7 +129,7 @@ impl TokenCache {
         let mut next = entry.is_fresh().then_some(entry.usable_until);
         let mut watch_wall = entry.is_fresh();
         if plan.enabled && entry.is_valid(wall) {
-            let flight = shared.flight.lock().unwrap_or_else(|e| e.into_inner());
+            let flight = self.flight();
             if !flight.in_flight() {
                 let retry_at = flight.retry_at;
                 let failures = flight.failures;
@@ -203,12 +167,7 @@ impl TokenCache {
                 "background token refresh succeeded"
             ),
             Some(Err(error)) => {
-                let retry_at = self
-                    .shared
-                    .flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retry_at;
+                let retry_at = self.flight().retry_at;
                 let retry_in = retry_at
                     .unwrap_or_else(Instant::now)
                     .saturating_duration_since(Instant::now());
@@ -228,35 +187,16 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::cache::WallClock;
     use crate::{Token, source_fn};
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_less_the_jitter() {
-        let config = Config {
-            retry_jitter: 0.0,
-            ..Config::default()
-        };
-        let delays: Vec<u64> = (1..=9)
-            .map(|n| backoff(&config, n, 0.7).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff(&config, u32::MAX, 0.7), secs(60));
-        assert_eq!(backoff(&config, 0, 0.7), secs(1));
-
-        let config = Config::default(); // jitter 0.5
-        assert_eq!(backoff(&config, 3, 0.0), secs(4));
-        assert_eq!(backoff(&config, 3, 0.5), secs(3));
-        assert_eq!(backoff(&config, 3, 1.0), secs(2));
-        assert_eq!(backoff(&config, 10, 1.0), secs(30));
     }
 
     /// A cache whose wall clock runs `offset` ahead of the real one; its source issues
@@ -296,8 +236,9 @@ mod tests {
 
     fn header(cache: &TokenCache) -> Option<String> {
         cache
-            .fresh_header()
-            .map(|(h, _)| h.to_str().unwrap().to_owned())
+            .reader()
+            .fresh()
+            .map(|e| e.header.to_str().unwrap().to_owned())
     }
 
     #[tokio::test(start_paused = true)]

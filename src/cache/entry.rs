@@ -1,0 +1,115 @@
+//! A token in the slot, with what the hot path needs already computed.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::token::Token;
+
+/// Which token a request carried: unique in the process, never reused. A request keeps it
+/// (not the entry, whose reference count all requests would share) to say later which token
+/// a `401` was for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TokenId(NonZeroU64);
+
+impl fmt::Debug for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenId({})", self.0)
+    }
+}
+
+/// Where token ids come from.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl TokenId {
+    fn next() -> TokenId {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // 2^64 tokens is more than a process makes; wrap to 1 rather than panic.
+        TokenId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
+}
+
+/// A token in the slot, with what the hot path needs already computed.
+pub(crate) struct Entry {
+    pub(crate) id: TokenId,
+    pub(crate) token: Token,
+    /// `<token_type> <access_token>`, marked sensitive; cloning it is a reference count.
+    pub(crate) header: HeaderValue,
+    /// Monotonic time after which the token is no longer used without a refresh.
+    pub(crate) usable_until: Instant,
+    /// Set by the cache's timer once `usable_until` has passed (on either clock).
+    pub(crate) due: AtomicBool,
+    /// When the entry was made, on the monotonic clock.
+    pub(crate) stored_at: Instant,
+    /// `usable_until` on the wall clock: `expires_at` less the margin.
+    pub(crate) usable_until_wall: SystemTime,
+    /// Monotonic time at which the token expires.
+    pub(crate) valid_until: Instant,
+}
+
+impl Entry {
+    /// An entry for `token`, usable until `margin` (at most half its lifetime) is left.
+    ///
+    /// # Errors
+    /// [`Error::is_invalid_response`]: the token cannot be an HTTP header value.
+    pub(crate) fn new(token: Token, margin: Duration, wall: SystemTime) -> Result<Entry, Error> {
+        let mut header = HeaderValue::from_maybe_shared(bytes::Bytes::from(token.header_string()))
+            .map_err(|_| Error::invalid_token())?;
+        header.set_sensitive(true);
+        // Bytes made from a Vec allocate their shared state on the first clone; do that
+        // clone here so that clones on the request path are only a reference count.
+        drop(header.clone());
+        let now = Instant::now();
+        let usable_for = usable_for(&token, margin, wall);
+        let expires_at = token.expires_at();
+        let usable_until_wall = expires_at
+            .checked_sub(margin.min(token.expires_in() / 2))
+            .unwrap_or(expires_at);
+        let valid_for = expires_at.duration_since(wall).unwrap_or_default();
+        Ok(Entry {
+            id: TokenId::next(),
+            token,
+            header,
+            usable_until: now + usable_for,
+            due: AtomicBool::new(usable_for.is_zero()),
+            stored_at: now,
+            usable_until_wall,
+            valid_until: now + valid_for,
+        })
+    }
+
+    /// True while the timer has not marked the token as due. One atomic read, no clock.
+    #[inline]
+    pub(crate) fn is_fresh(&self) -> bool {
+        !self.due.load(Ordering::Acquire)
+    }
+
+    /// Marks the token due: requests take the slow path, which reads the clocks.
+    pub(crate) fn mark_due(&self) {
+        self.due.store(true, Ordering::Release);
+    }
+
+    /// The full check, with clock reads, for the slow path.
+    pub(crate) fn is_usable(&self, wall: SystemTime) -> bool {
+        self.is_fresh() && Instant::now() < self.usable_until && wall < self.usable_until_wall
+    }
+
+    /// Not expired, on either clock (it may be past its usable part).
+    pub(crate) fn is_valid(&self, wall: SystemTime) -> bool {
+        Instant::now() < self.valid_until && wall < self.token.expires_at()
+    }
+}
+
+/// How long from `now` a token may be used before it is refreshed: its remaining lifetime
+/// less the refresh margin, where the margin is `min(margin, lifetime / 2)`.
+pub(crate) fn usable_for(token: &Token, margin: Duration, now: SystemTime) -> Duration {
+    let lifetime = token.expires_in();
+    let margin = margin.min(lifetime / 2);
+    let remaining = token.expires_at().duration_since(now).unwrap_or_default();
+    remaining.saturating_sub(margin)
+}

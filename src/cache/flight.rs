@@ -1,0 +1,254 @@
+//! The single flight: check, lock, check again, then join the fetch in flight or start one
+//! on a task of its own; record its outcome and what the failures since the last success
+//! allow.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::config::{MAX_HOLD, backoff};
+use super::entry::{Entry, TokenId};
+use super::{TokenCache, timer};
+use crate::error::Error;
+use crate::token::Token;
+
+pub(crate) type Outcome = Option<Result<Arc<Entry>, Error>>;
+
+/// The fetch in flight or the last one, and what the failures since the last success allow.
+#[derive(Default)]
+pub(crate) struct Flight {
+    rx: Option<watch::Receiver<Outcome>>,
+    /// Failed fetches since the last success.
+    pub(crate) failures: u32,
+    /// After a failure: with a valid token in hand, no new fetch before this (backoff,
+    /// `Retry-After`); the valid token is used meanwhile.
+    pub(crate) retry_at: Option<Instant>,
+    /// After a failure: without a valid token, callers get its error until this (failure
+    /// window, `Retry-After`).
+    quiet_until: Option<Instant>,
+}
+
+impl Flight {
+    pub(crate) fn in_flight(&self) -> bool {
+        self.rx.as_ref().is_some_and(is_live)
+    }
+}
+
+/// A fetch is in flight while its channel has no outcome and its task still holds the
+/// sender. (The task's [`Reporter`] always sends one; this is the second line of defence.)
+fn is_live(rx: &watch::Receiver<Outcome>) -> bool {
+    rx.borrow().is_none() && rx.has_changed().is_ok()
+}
+
+/// Delivers a fetch's outcome to its waiters, and records it, even when the fetch task is
+/// dropped before it has one (its source panicked, its runtime shut down): the waiters then
+/// get [`Error::is_cancelled`] and the next request starts a new fetch, instead of every
+/// later request waiting on a channel no one will ever send on.
+struct Reporter {
+    cache: TokenCache,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl Reporter {
+    fn report(mut self, outcome: Result<Arc<Entry>, Error>) {
+        self.send(outcome);
+    }
+
+    fn send(&mut self, outcome: Result<Arc<Entry>, Error>) {
+        if let Some(tx) = self.tx.take() {
+            self.cache.record(&outcome);
+            let _ = tx.send(Some(outcome));
+            // The timer schedules the next background try, or logs the success.
+            self.cache.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            tracing::warn!(target: "tower_oauth", "token fetch ended without a result (panic or runtime shutdown)");
+            self.send(Err(Error::cancelled()));
+        }
+    }
+}
+
+/// What a caller on the slow path does next.
+pub(crate) enum Step {
+    Ready(Arc<Entry>),
+    Wait(watch::Receiver<Outcome>),
+}
+
+impl Step {
+    /// The entry, once the fetch it waits for has ended.
+    pub(crate) async fn finish(self) -> Result<Arc<Entry>, Error> {
+        match self {
+            Step::Ready(entry) => Ok(entry),
+            Step::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone().unwrap_or_else(|| Err(Error::cancelled())),
+                Err(_) => Err(Error::cancelled()),
+            },
+        }
+    }
+}
+
+impl TokenCache {
+    pub(crate) fn flight(&self) -> MutexGuard<'_, Flight> {
+        self.shared.flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Check, lock, check again, then join the fetch in flight or start one. Unless forced,
+    /// a recent failure holds back a new fetch: with a valid token that token is used until
+    /// the next retry, without one the failure's error is the answer until its window ends.
+    pub(crate) fn step(&self, force: bool) -> Step {
+        let shared = &self.shared;
+        let flight = self.flight();
+        let wall = shared.config.wall_clock.now();
+        if !force
+            && let Some(entry) = shared.slot.load_full()
+            && entry.is_usable(wall)
+        {
+            return Step::Ready(entry);
+        }
+        if let Some(rx) = &flight.rx
+            && is_live(rx)
+        {
+            return Step::Wait(rx.clone());
+        }
+        if !force && let Some(rx) = &flight.rx {
+            let now = Instant::now();
+            let valid = shared.slot.load_full().filter(|e| e.is_valid(wall));
+            match valid {
+                Some(entry) if flight.retry_at.is_some_and(|at| now < at) => {
+                    return Step::Ready(entry);
+                }
+                None if flight.quiet_until.is_some_and(|at| now < at) => {
+                    return Step::Wait(rx.clone());
+                }
+                _ => {}
+            }
+        }
+        Step::Wait(self.launch(flight))
+    }
+
+    /// Starts the background refresh of the entry `entry_id`, unless something changed
+    /// since the timer looked (a fetch started or ended, another token was stored): the
+    /// check and the start are under one lock, so a refresh a request just made is never
+    /// followed by a second one.
+    pub(crate) fn refresh_in_background(
+        &self,
+        entry_id: TokenId,
+        failures: u32,
+    ) -> Option<watch::Receiver<Outcome>> {
+        let flight = self.flight();
+        let same_entry = self
+            .shared
+            .slot
+            .load()
+            .as_ref()
+            .is_some_and(|e| e.id == entry_id);
+        if flight.in_flight() || flight.failures != failures || !same_entry {
+            return None;
+        }
+        Some(self.launch(flight))
+    }
+
+    /// Starts a fetch on a task of its own; its outcome goes to the returned channel.
+    fn launch(&self, mut flight: MutexGuard<'_, Flight>) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        flight.rx = Some(rx.clone());
+        drop(flight);
+        let reporter = Reporter {
+            cache: self.clone(),
+            tx: Some(tx),
+        };
+        tokio::spawn(async move {
+            let outcome = reporter.cache.fetch_and_store().await;
+            reporter.report(outcome);
+        });
+        rx
+    }
+
+    /// Keeps count of failures and sets when the next fetch may go out.
+    fn record(&self, outcome: &Result<Arc<Entry>, Error>) {
+        let config = &self.shared.config;
+        let mut flight = self.flight();
+        match outcome {
+            Ok(_) => {
+                flight.failures = 0;
+                flight.retry_at = None;
+                flight.quiet_until = None;
+            }
+            Err(error) => {
+                flight.failures = flight.failures.saturating_add(1);
+                let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
+                let backoff = backoff(config, flight.failures, fastrand::f64());
+                let now = Instant::now();
+                let hold = |d: Duration| now + d.max(retry_after.unwrap_or_default()).min(MAX_HOLD);
+                flight.retry_at = Some(hold(backoff));
+                flight.quiet_until = Some(hold(config.failure_window));
+            }
+        }
+    }
+
+    /// A new token: from the shared store if there is one and it has a token, otherwise
+    /// from the source, within the fetch timeout.
+    async fn obtain(&self) -> Result<Token, Error> {
+        let shared = &self.shared;
+        let fetch = || async move {
+            tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
+            tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout()))
+        };
+        match &shared.store {
+            None => fetch().await,
+            Some(store) => {
+                // The token being replaced is not taken back from the store.
+                let current = shared.slot.load_full();
+                let replacing = current.as_ref().map(|e| &e.token);
+                store
+                    .obtain(shared.config.refresh_margin, replacing, fetch)
+                    .await
+            }
+        }
+    }
+
+    async fn fetch_and_store(&self) -> Result<Arc<Entry>, Error> {
+        let shared = &self.shared;
+        let fetched = self.obtain().await;
+        let wall = shared.config.wall_clock.now();
+        let entry = fetched.and_then(|token| Entry::new(token, shared.config.refresh_margin, wall));
+        match entry {
+            Ok(entry) => {
+                let entry = Arc::new(entry);
+                shared.slot.store(Some(entry.clone()));
+                self.start_timer();
+                shared.wake.notify_one();
+                tracing::debug!(
+                    target: "tower_oauth",
+                    expires_in_secs = entry.token.expires_in().as_secs(),
+                    usable_for_ms = entry.usable_until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "token stored"
+                );
+                Ok(entry)
+            }
+            Err(error) => {
+                tracing::warn!(target: "tower_oauth", %error, "token fetch failed");
+                Err(error)
+            }
+        }
+    }
+
+    fn start_timer(&self) {
+        if !self.shared.timer_started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(timer::run(
+                Arc::downgrade(&self.shared),
+                self.shared.wake.clone(),
+            ));
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The response future of [`OAuth`](super::OAuth).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response, header::AUTHORIZATION};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::cache::Entry;
+use crate::error::Error;
+use crate::recover::{Policy, Recover, RecoverRequest, Resend};
+
+type EntryFuture = Pin<Box<dyn Future<Output = Result<Arc<Entry>, Error>> + Send>>;
+
+pin_project! {
+    /// Response future of [`OAuth`](super::OAuth).
+    ///
+    /// With a usable token it is the inner service's future, plus what recovery keeps (see
+    /// [`recover`](crate::recover)). Without a token it first waits for the token fetch, in
+    /// a boxed state on that rare path only, then calls the inner service. After a `401`
+    /// it waits for a new token and sends the request again, in the same boxed state.
+    pub struct ResponseFuture<S, B, P>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, P>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateProjReplace]
+    enum State<S, B, P>
+    where
+        S: Service<Request<B>>,
+    {
+        // Passed through, or sent with recovery off.
+        Passed {
+            #[pin]
+            future: S::Future,
+        },
+        // Sent with a token, recovery on.
+        Sent {
+            #[pin]
+            future: S::Future,
+            recover: RecoverRequest<S, B, P>,
+        },
+        // Waiting for a token, for the first attempt or the second.
+        Waiting {
+            // Boxed: the rare path's request and service would otherwise make every
+            // future as large as both, and every move of it as slow.
+            waiting: Box<Waiting<S, B, P>>,
+        },
+        // The second attempt, after a 401.
+        Resent {
+            #[pin]
+            future: S::Future,
+            recover: Arc<Recover<S, P>>,
+        },
+        // Refused by the origin policy.
+        Refused {
+            error: Error,
+        },
+        Done,
+    }
+}
+
+/// What a request without a usable token keeps while it waits for one.
+struct Waiting<S, B, P> {
+    token: EntryFuture,
+    request: Request<B>,
+    service: S,
+    /// False for a second attempt: its service is a clone that was not made ready.
+    ready: bool,
+    then: Then<S, P>,
+}
+
+/// Which attempt a waiting request is.
+enum Then<S, P> {
+    /// The first; with recovery state if recovery is on.
+    First(Option<Arc<Recover<S, P>>>),
+    /// The second, after a 401.
+    Second(Arc<Recover<S, P>>),
+}
+
+impl<S, B, P> ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>>,
+{
+    #[inline]
+    pub(crate) fn passed(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Passed { future },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn sent(future: S::Future, recover: RecoverRequest<S, B, P>) -> Self {
+        ResponseFuture {
+            state: State::Sent { future, recover },
+        }
+    }
+
+    pub(crate) fn refused(error: Error) -> Self {
+        ResponseFuture {
+            state: State::Refused { error },
+        }
+    }
+
+    pub(crate) fn waiting(
+        token: EntryFuture,
+        request: Request<B>,
+        service: S,
+        recover: Option<Arc<Recover<S, P>>>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                waiting: Box::new(Waiting {
+                    token,
+                    request,
+                    service,
+                    ready: true,
+                    then: Then::First(recover),
+                }),
+            },
+        }
+    }
+}
+
+impl<S, B, P, R> Future for ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<B>,
+{
+    type Output = Result<Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Sent { future, recover } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if !recover.is_rejection(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let StateProjReplace::Sent { recover, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Sent")
+                    };
+                    let Some(Resend {
+                        request,
+                        service,
+                        recover,
+                    }) = recover.rejected()
+                    else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    // Let the inner client release the connection of the first attempt now.
+                    drop(response);
+                    this.state.set(State::Waiting {
+                        waiting: Box::new(Waiting {
+                            token: Box::pin(recover.cache.entry()),
+                            request,
+                            service,
+                            ready: false,
+                            then: Then::Second(recover),
+                        }),
+                    });
+                }
+                StateProj::Waiting { waiting } => {
+                    if !waiting.ready {
+                        ready!(waiting.service.poll_ready(cx)).map_err(Into::into)?;
+                        waiting.ready = true;
+                    }
+                    let entry = ready!(waiting.token.as_mut().poll(cx));
+                    let StateProjReplace::Waiting { waiting } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Waiting")
+                    };
+                    let entry = entry?;
+                    let Waiting {
+                        mut request,
+                        mut service,
+                        then,
+                        ..
+                    } = *waiting;
+                    let state = match then {
+                        Then::First(None) => {
+                            request
+                                .headers_mut()
+                                .insert(AUTHORIZATION, entry.header.clone());
+                            State::Passed {
+                                future: service.call(request),
+                            }
+                        }
+                        Then::First(Some(recover)) => {
+                            let recover = RecoverRequest::new(&recover, entry.id, &request);
+                            request
+                                .headers_mut()
+                                .insert(AUTHORIZATION, entry.header.clone());
+                            State::Sent {
+                                future: service.call(request),
+                                recover,
+                            }
+                        }
+                        Then::Second(recover) => {
+                            request
+                                .headers_mut()
+                                .insert(AUTHORIZATION, entry.header.clone());
+                            State::Resent {
+                                future: service.call(request),
+                                recover,
+                            }
+                        }
+                    };
+                    this.state.set(state);
+                }
+                StateProj::Resent { future, recover } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if recover
+                        .policy
+                        .is_rejection(response.status(), response.headers())
+                    {
+                        // Passed back as it came: no second invalidation, no third attempt.
+                        // If the new token is bad, the next request that uses it
+                        // invalidates it.
+                        tracing::warn!(
+                            target: "tower_oauth",
+                            "new token rejected too (401); passing the response back"
+                        );
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Refused { .. } => {
+                    let StateProjReplace::Refused { error } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Refused")
+                    };
+                    return Poll::Ready(Err(error.into()));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S, B, P> fmt::Debug for ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Passed { .. } | State::Sent { .. } => "called",
+            State::Waiting { .. } => "waiting for a token",
+            State::Resent { .. } => "sending again after a 401",
+            State::Refused { .. } => "refused",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

@@ -1,0 +1,172 @@
+//! The middleware: [`OAuthLayer`] and the [`OAuth`] service it builds.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response, header::AUTHORIZATION};
+//! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+//! use tower_oauth::{source_fn, OAuthLayer, Token};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let source = source_fn(|| async { Ok(Token::new("s3cr3t", Duration::from_secs(3600))) });
+//! let client = ServiceBuilder::new()
+//!     .layer(OAuthLayer::new(source))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let auth = req.headers()[AUTHORIZATION].to_str()?.to_owned();
+//!         Ok::<_, BoxError>(Response::new(auth))
+//!     }));
+//! let response = client.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.body(), "Bearer s3cr3t");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where a request goes
+//!
+//! - *Valid token* (almost every request): the [origin policy](crate::origin) decides in a
+//!   branch or two, the service's reader of the [cache](crate::cache) compares one pointer
+//!   and reads one flag, the header is cloned (a reference count) and set, and the inner
+//!   service is called. With recovery on, the future also keeps the token's id, one
+//!   reference to the layer's recovery state and, if the request can be sent again, a copy
+//!   of it ([`recover`](crate::recover)).
+//! - *No usable token* (a cold cache, a token due for refresh with refresh ahead off): the
+//!   request waits in a boxed state for the single fetch in flight, with the service that
+//!   was made ready for it.
+//! - *401*: the [recovery policy](crate::recover::Policy) decides; the rejected token is
+//!   invalidated by id (compare-and-swap) and the request sent again once.
+
+mod future;
+mod layer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, header::AUTHORIZATION};
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::cache::{SlotReader, TokenCache};
+use crate::origin::{AttachPolicy, Decision};
+use crate::recover::{Policy, Recover, RecoverRequest, Standard};
+use crate::source::TokenSource;
+
+pub use future::ResponseFuture;
+pub use layer::{OAuthLayer, OAuthLayerBuilder};
+
+/// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
+///
+/// A request the layer authorizes is sent only with a token: if none can be had, the
+/// caller gets the [`Error`](crate::Error) (boxed in the service's `BoxError`) and the inner
+/// service is not called. Requests for origins outside the
+/// [allowed origins](crate::OAuthLayerBuilder::allowed_origins), and requests that carry
+/// their own `Authorization`, are sent as they are; see the [`origin`](crate::origin)
+/// module.
+///
+/// The inner service must be `Clone` (a hyper-util client, a tonic channel and a
+/// `ServiceBuilder` stack of tower's layers are): a request that waits for a token takes
+/// the service that was made ready for it, and a request sent again after a `401` goes
+/// through a clone. Without it, the compiler says that ``the trait bound `S: Clone` is not
+/// satisfied`` for `OAuth<S>: Service<..>`.
+pub struct OAuth<S, P = Standard> {
+    inner: S,
+    slot: SlotReader,
+    attach: AttachPolicy,
+    recover: Arc<Recover<S, P>>,
+}
+
+impl<S: Clone, P: Clone> Clone for OAuth<S, P> {
+    fn clone(&self) -> Self {
+        OAuth {
+            inner: self.inner.clone(),
+            slot: self.slot.clone(),
+            attach: self.attach.clone(),
+            recover: self.recover.clone(),
+        }
+    }
+}
+
+impl<S> OAuth<S> {
+    /// A layer with the default options; the same as [`OAuthLayer::new`].
+    pub fn layer(source: impl TokenSource) -> OAuthLayer {
+        OAuthLayer::new(source)
+    }
+}
+
+impl<S, P> OAuth<S, P> {
+    pub(crate) fn new(inner: S, cache: &TokenCache, attach: AttachPolicy, policy: P) -> Self {
+        OAuth {
+            inner,
+            slot: cache.reader(),
+            attach,
+            recover: Arc::new(Recover::new(cache.clone(), policy)),
+        }
+    }
+
+    /// The token cache this service shares with its layer.
+    pub fn cache(&self) -> &TokenCache {
+        &self.recover.cache
+    }
+
+    crate::macros::define_inner_service_accessors!();
+}
+
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S, P>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<ReqBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqBody, P>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.attach.decide(&req) {
+            Decision::Attach => {}
+            // Not for us to authorize: sent as it is, no token, no fetch.
+            Decision::PassThrough => return ResponseFuture::passed(self.inner.call(req)),
+            Decision::Refuse => return ResponseFuture::refused(AttachPolicy::refusal(&req)),
+        }
+        let fresh = self
+            .slot
+            .fresh()
+            .map(|entry| (entry.header.clone(), entry.id));
+        let Some((header, used)) = fresh else {
+            // No usable token: wait for one with the service that was made ready, and leave
+            // a clone here for the next request.
+            let recover = self.recover.policy.is_enabled().then(|| {
+                self.recover.keep_spare(&self.inner);
+                self.recover.clone()
+            });
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let token = Box::pin(self.recover.cache.entry());
+            return ResponseFuture::waiting(token, req, inner, recover);
+        };
+        if !self.recover.policy.is_enabled() {
+            req.headers_mut().insert(AUTHORIZATION, header);
+            return ResponseFuture::passed(self.inner.call(req));
+        }
+        self.recover.keep_spare(&self.inner);
+        let recover = RecoverRequest::new(&self.recover, used, &req);
+        req.headers_mut().insert(AUTHORIZATION, header);
+        ResponseFuture::sent(self.inner.call(req), recover)
+    }
+}
+
+impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for OAuth<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth")
+            .field("inner", &self.inner)
+            .field("cache", &self.recover.cache)
+            .field("attach", &self.attach)
+            .field("recover", &self.recover)
+            .finish()
+    }
+}

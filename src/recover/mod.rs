@@ -1,0 +1,277 @@
+//! Recovering from a rejected token: invalidate it, fetch a new one, send the request again.
+//!
+//! A token can stop working before it expires: it was revoked, the server rotated its
+//! keys, the clocks disagree. When the inner service answers `401 Unauthorized` to a
+//! request that carried token T, the layer
+//!
+//! 1. drops T from the cache, but only if T is still the cached token: a newer token that
+//!    another request already fetched is never thrown away;
+//! 2. gets a usable token through the same single fetch that expiry uses, so 50 requests
+//!    rejected at once cause one token request, and a 401 for a token that has already been
+//!    replaced causes none;
+//! 3. sends the request once more with the new token, if its body can be sent again (see
+//!    below). The answer to that second attempt goes back to the caller as it is, even if it
+//!    is another 401: there is never a loop.
+//!
+//! A `403 Forbidden` (RFC 6750 section 3.1 `insufficient_scope`) is not a rejected token: it
+//! is passed back untouched and invalidates nothing.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode, header::AUTHORIZATION};
+//! use http_body_util::Full;
+//! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+//! use tower_oauth::{source_fn, OAuthLayer, Token};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let fetches = Arc::new(AtomicUsize::new(0));
+//! let counter = fetches.clone();
+//! let source = source_fn(move || {
+//!     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+//!     async move { Ok(Token::new(format!("t{n}"), Duration::from_secs(3600))) }
+//! });
+//!
+//! // An API that has revoked t1.
+//! let api = service_fn(|req: Request<Full<Bytes>>| async move {
+//!     let status = match req.headers()[AUTHORIZATION].to_str()? {
+//!         "Bearer t1" => StatusCode::UNAUTHORIZED,
+//!         _ => StatusCode::OK,
+//!     };
+//!     Ok::<_, BoxError>(Response::builder().status(status).body(())?)
+//! });
+//!
+//! let client = ServiceBuilder::new().layer(OAuthLayer::new(source)).service(api);
+//! let response = client
+//!     .oneshot(Request::post("http://api.test/").body(Full::new(Bytes::from("hi")))?)
+//!     .await?;
+//! assert_eq!(response.status(), StatusCode::OK); // replayed with t2
+//! assert_eq!(fetches.load(Ordering::SeqCst), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Which answers, which requests, which bodies: the policy
+//!
+//! What recovery does is a typed [`Policy`]: which answers reject the token
+//! ([`Policy::is_rejection`]), which requests may be sent again ([`Policy::may_replay`]) and
+//! how their bodies are copied ([`Policy::clone_body`]). [`Standard`] is the default: any
+//! `401` (or, with [`RecoverOn::InvalidToken`], only a `Bearer error="invalid_token"`
+//! challenge), every method, the body types below. The builder adapts it:
+//! [`recover_on`](crate::OAuthLayerBuilder::recover_on),
+//! [`replay`](crate::OAuthLayerBuilder::replay),
+//! [`replay_non_idempotent`](crate::OAuthLayerBuilder::replay_non_idempotent),
+//! [`reject_if`](crate::OAuthLayerBuilder::reject_if) ("401 or 419"),
+//! [`replay_if`](crate::OAuthLayerBuilder::replay_if) ("never `/payments`"),
+//! [`clone_body_fn`](crate::OAuthLayerBuilder::clone_body_fn), or a policy of your own with
+//! [`recover_policy`](crate::OAuthLayerBuilder::recover_policy).
+//!
+//! The request's body has gone to the inner service by the time the 401 comes back, so
+//! the service keeps a copy of the request before it sends it, when the body can be copied
+//! cheaply (as tower-http's `FollowRedirect` does):
+//!
+//! - `()`, `String`, `&'static str`, `Vec<u8>`, `&'static [u8]`, [`Bytes`](bytes::Bytes), and
+//!   http-body-util's `Full<Bytes>` and `Empty<Bytes>`: recognised by their type;
+//! - [`ReplayBody`](crate::body::ReplayBody) as made by
+//!   [`BufferBodyLayer`](crate::body::BufferBodyLayer), when the body was buffered whole;
+//! - a body type you give a function for, with
+//!   [`clone_body_fn`](crate::OAuthLayerBuilder::clone_body_fn).
+//!
+//! Any other body (a stream, hyper's `Incoming`, a boxed body) is not sent again: the
+//! caller gets the original 401, and the token is still invalidated, so the caller's next
+//! attempt goes out with a new token. An empty or partial body is never sent in its place.
+//! To have streaming bodies sent again, put a
+//! [`BufferBodyLayer`](crate::body::BufferBodyLayer) above the `OAuthLayer`: it reads bodies
+//! up to a size limit into memory and passes larger ones through whole.
+//!
+//! # What it costs
+//!
+//! With a usable token, a request that cannot be sent again costs what it costs without
+//! recovery plus one reference count (the layer's recovery state, which holds the cache,
+//! the policy and a spare clone of the inner service) and the id of the token it used. No
+//! allocation, no boxed future, no clone of the inner service: the spare is cloned only
+//! when a 401 comes back. With [`RecoverOn::Never`] not even that.
+//!
+//! A request that can be sent again also keeps a copy of its head (method, URI, version,
+//! headers, extensions) and of its body. The headers are copied into a list: 1 allocation
+//! if the request has any, 0 if not. A header value or a body's `Bytes` made at run time
+//! from a `String` or `Vec` allocates its shared state on its first copy (values made with
+//! `from_static`, or already shared, cost nothing); a `String` or `Vec<u8>` body is copied
+//! (1 allocation). `tests/alloc.rs` counts these.
+//!
+//! The second attempt (waiting for the token, calling the inner service again) lives in
+//! one boxed state, allocated only when a 401 comes back.
+//!
+//! # Non-idempotent methods
+//!
+//! A `POST` or `PATCH` is sent again by default: a 401 for a rejected token means the server
+//! refused the request before processing it (RFC 6750 section 3.1). If your server may act on
+//! a request and still answer 401, turn that off with
+//! [`OAuthLayerBuilder::replay_non_idempotent`](crate::OAuthLayerBuilder::replay_non_idempotent).
+//!
+//! # Tracing
+//!
+//! Each second attempt is an `INFO` event of target `tower_oauth` with the method and the
+//! path of the request (never its query, never the token); a 401 that is not followed by a
+//! second attempt is an `INFO` event that says why; a 401 to the second attempt is a `WARN`
+//! event.
+
+mod challenge;
+mod copy;
+mod policy;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use http::Request;
+
+use crate::cache::{TokenCache, TokenId};
+use copy::RequestCopy;
+
+pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
+
+/// What a layer keeps for recovery, shared by its services: the cache, the policy, and a
+/// spare clone of the inner service for second attempts (taken on the first request, then
+/// cloned again only when a 401 comes back, never per request).
+pub(crate) struct Recover<S, P> {
+    pub(crate) cache: TokenCache,
+    pub(crate) policy: P,
+    spare: OnceLock<Mutex<S>>,
+}
+
+impl<S, P> Recover<S, P> {
+    pub(crate) fn new(cache: TokenCache, policy: P) -> Recover<S, P> {
+        Recover {
+            cache,
+            policy,
+            spare: OnceLock::new(),
+        }
+    }
+
+    /// Keeps a clone of `inner` for second attempts, the first time only: after that, one
+    /// atomic read.
+    #[inline]
+    pub(crate) fn keep_spare(&self, inner: &S)
+    where
+        S: Clone,
+    {
+        self.spare.get_or_init(|| Mutex::new(inner.clone()));
+    }
+
+    /// A clone of the spare service, for a second attempt (not yet ready).
+    fn service(&self) -> Option<S>
+    where
+        S: Clone,
+    {
+        let spare = self.spare.get()?;
+        Some(spare.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl<S, P: fmt::Debug> fmt::Debug for Recover<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recover")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a rejected request is not sent again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NoReplay {
+    /// The policy does not send this request again (replay off, its method, its path).
+    Policy,
+    /// The body cannot be copied.
+    Body,
+}
+
+impl NoReplay {
+    fn reason(self) -> &'static str {
+        match self {
+            NoReplay::Policy => "the recovery policy does not send it again",
+            NoReplay::Body => "the body cannot be sent again",
+        }
+    }
+}
+
+/// What one request in flight keeps for recovery.
+pub(crate) struct RecoverRequest<S, B, P> {
+    recover: Arc<Recover<S, P>>,
+    used: TokenId,
+    copy: Result<RequestCopy<B>, NoReplay>,
+}
+
+/// A request to send again, with the service to send it and the recovery state.
+pub(crate) struct Resend<S, B, P> {
+    pub(crate) request: Request<B>,
+    pub(crate) service: S,
+    pub(crate) recover: Arc<Recover<S, P>>,
+}
+
+impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
+    /// What `request`, about to be sent with token `used`, keeps for recovery: a copy of
+    /// it if the policy may send it again and its body can be copied.
+    #[inline]
+    pub(crate) fn new(recover: &Arc<Recover<S, P>>, used: TokenId, request: &Request<B>) -> Self {
+        let copy = if !recover.policy.may_replay(request) {
+            Err(NoReplay::Policy)
+        } else {
+            match recover.policy.clone_body(request.body()) {
+                Some(body) => Ok(RequestCopy::new(request, body)),
+                None => Err(NoReplay::Body),
+            }
+        };
+        RecoverRequest {
+            recover: recover.clone(),
+            used,
+            copy,
+        }
+    }
+
+    /// Whether the answer says the token was rejected.
+    #[inline]
+    pub(crate) fn is_rejection<R>(&self, response: &http::Response<R>) -> bool {
+        self.recover
+            .policy
+            .is_rejection(response.status(), response.headers())
+    }
+
+    /// The token was rejected: invalidates it (if it is still the cached one), and gives
+    /// the request to send again, or `None` if it cannot be.
+    pub(crate) fn rejected(self) -> Option<Resend<S, B, P>>
+    where
+        S: Clone,
+    {
+        let invalidated = self.recover.cache.invalidate_if(self.used);
+        match self.copy {
+            Err(why) => {
+                tracing::info!(
+                    target: "tower_oauth",
+                    invalidated,
+                    reason = why.reason(),
+                    "token rejected (401); request not sent again"
+                );
+                None
+            }
+            Ok(copy) => {
+                // Kept by the service before the first attempt; never missing here.
+                let service = self.recover.service()?;
+                tracing::info!(
+                    target: "tower_oauth",
+                    method = %copy.method(),
+                    path = copy.uri().path(),
+                    invalidated,
+                    "token rejected (401); sending the request again with a new token"
+                );
+                Some(Resend {
+                    request: copy.into_request(),
+                    service,
+                    recover: self.recover,
+                })
+            }
+        }
+    }
+}
