@@ -60,6 +60,7 @@ pub enum RecoverOn {
 
 impl RecoverOn {
     /// Whether an answer with `status` and `headers` says the token it carried was rejected.
+    #[inline]
     pub fn is_rejection(self, status: StatusCode, headers: &HeaderMap) -> bool {
         if status != StatusCode::UNAUTHORIZED {
             return false;
