@@ -314,8 +314,12 @@ async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
 
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
-    assert_eq!(call(&mut svc).await, "Bearer t2", "60 s left: refreshed");
+    // 60 s left: the caller still holds a valid token, so it does not wait; it starts the
+    // one fetch, and the next caller gets the new token.
+    assert_eq!(call(&mut svc).await, "Bearer t1", "60 s left: refresh started");
+    settle().await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(call(&mut svc).await, "Bearer t2", "refreshed");
 
     for _ in 0..10 {
         tokio::time::advance(Duration::from_secs(5)).await;
@@ -341,8 +345,10 @@ async fn a_30s_token_is_refreshed_with_15s_left() {
 
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
-    assert_eq!(call(&mut svc).await, "Bearer t2", "15 s left: refreshed");
+    assert_eq!(call(&mut svc).await, "Bearer t1", "15 s left: refresh started");
+    settle().await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(call(&mut svc).await, "Bearer t2", "refreshed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -359,7 +365,10 @@ async fn the_refresh_margin_is_configurable() {
     assert_eq!(call(&mut svc).await, "Bearer t1");
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
+    assert_eq!(call(&mut svc).await, "Bearer t1", "refresh started, no wait");
+    settle().await;
     assert_eq!(call(&mut svc).await, "Bearer t2");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -213,7 +213,7 @@ async fn a_100s_token_is_refreshed_in_the_background_between_32_5_and_37_5_s_and
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_refresh_ahead_the_first_caller_after_50s_waits_for_the_fetch() {
+async fn without_refresh_ahead_the_first_caller_after_50s_starts_the_fetch_and_does_not_wait() {
     let endpoint = Endpoint::new([token(100)], slow_token(100, secs(0.2)));
     let start = endpoint.start;
     let layer = OAuthLayer::builder(endpoint.source())
@@ -233,8 +233,17 @@ async fn without_refresh_ahead_the_first_caller_after_50s_waits_for_the_fetch() 
     settle().await;
     let called = call(&mut svc).await;
     assert!(!called.hot);
-    assert_eq!(called.waited, secs(0.2), "the caller waits for the fetch");
-    assert_eq!(called.header(), "Bearer t2");
+    // The token is valid for 50 s more: the caller uses it while the fetch runs.
+    assert_eq!(called.waited, Duration::ZERO, "no caller with a valid token waits");
+    assert_eq!(called.header(), "Bearer t1");
+    settle().await;
+    assert_eq!(endpoint.requests(), [secs(0.0), secs(50.0)]);
+    calls_until(&mut svc, start, secs(0.05), secs(50.4), |at, called| {
+        assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
+        let expected = if at < secs(50.2) { "Bearer t1" } else { "Bearer t2" };
+        assert_eq!(called.header(), expected, "at {at:?}");
+    })
+    .await;
     assert_eq!(endpoint.requests(), [secs(0.0), secs(50.0)]);
 }
 
@@ -370,7 +379,8 @@ async fn without_refresh_ahead_a_failed_fetch_past_the_usable_part_serves_the_va
 
     calls_until(&mut svc, start, secs(0.1), secs(55.0), |at, called| {
         assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
-        let expected = if at < secs(53.0) {
+        // The caller that starts the successful try at 53 s still uses t1.
+        let expected = if at <= secs(53.0) {
             "Bearer t1"
         } else {
             "Bearer t2"
@@ -708,5 +718,37 @@ async fn retry_after_is_read_on_429_and_503_only() {
             expected.map(Duration::from_secs),
             "{failure:?} {header:?}"
         );
+    }
+}
+
+/// Issue: a black-holed token endpoint (accepts, never answers) must not hold up requests
+/// while the cached token is valid. With refresh ahead on and off, every request between
+/// 50 s and 100 s (past the usable part of a 100 s token) returns at once with the token.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_endpoint_holds_up_no_request_while_the_token_is_valid() {
+    for refresh_ahead in [true, false] {
+        let endpoint = Endpoint::new([token(100)], Answer::Never);
+        let start = endpoint.start;
+        let layer = OAuthLayer::builder(endpoint.source())
+            .refresh_ahead(refresh_ahead)
+            .build();
+        let mut svc = layer.layer(echo());
+        assert_eq!(call(&mut svc).await.header(), "Bearer t1");
+        tokio::time::sleep_until(start + secs(50.0)).await;
+
+        let mut waited = 0;
+        let mut calls = 0;
+        calls_until(&mut svc, start, secs(0.1), secs(99.9), |at, called| {
+            calls += 1;
+            if called.waited > Duration::ZERO {
+                waited += 1;
+            }
+            assert_eq!(called.header(), "Bearer t1", "at {at:?}");
+        })
+        .await;
+        assert_eq!(waited, 0, "refresh ahead {refresh_ahead}: requests that waited");
+        assert!(calls >= 499, "{calls} calls");
+        // The tries hang and time out one after another; none is made per request.
+        assert!(endpoint.count() <= 10, "{} token requests", endpoint.count());
     }
 }

@@ -101,26 +101,33 @@ impl TokenCache {
     }
 
     /// Check, lock, check again, then join the fetch in flight or start one. Unless forced,
-    /// a recent failure holds back a new fetch: with a valid token that token is used until
-    /// the next retry, without one the failure's error is the answer until its window ends.
+    /// a caller that holds a valid token (past its usable part, not expired) never waits:
+    /// it gets that token, and a fetch is started if none is in flight and no failure
+    /// holds it back. A recent failure holds back a new fetch: with a valid token that
+    /// token is used until the next retry, without one the failure's error is the answer
+    /// until its window ends.
     pub(crate) fn step(&self, force: bool) -> Step {
         let shared = &self.shared;
         let flight = self.flight();
         let wall = shared.config.wall_clock.now();
+        let current = shared.slot.load_full();
         if !force
-            && let Some(entry) = shared.slot.load_full()
+            && let Some(entry) = &current
             && entry.is_usable(wall)
         {
-            return Step::Ready(entry);
+            return Step::Ready(entry.clone());
         }
+        let valid = current.filter(|e| !force && e.is_valid(wall));
         if let Some(rx) = &flight.rx
             && is_live(rx)
         {
-            return Step::Wait(rx.clone());
+            return match valid {
+                Some(entry) => Step::Ready(entry),
+                None => Step::Wait(rx.clone()),
+            };
         }
         if !force && let Some(rx) = &flight.rx {
             let now = Instant::now();
-            let valid = shared.slot.load_full().filter(|e| e.is_valid(wall));
             match valid {
                 Some(entry) if flight.retry_at.is_some_and(|at| now < at) => {
                     return Step::Ready(entry);
@@ -131,7 +138,11 @@ impl TokenCache {
                 _ => {}
             }
         }
-        Step::Wait(self.launch(flight))
+        let rx = self.launch(flight);
+        match valid {
+            Some(entry) => Step::Ready(entry),
+            None => Step::Wait(rx),
+        }
     }
 
     /// Starts the background refresh of the entry `entry_id`, unless something changed
