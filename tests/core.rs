@@ -316,7 +316,11 @@ async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
     settle().await;
     // 60 s left: the caller still holds a valid token, so it does not wait; it starts the
     // one fetch, and the next caller gets the new token.
-    assert_eq!(call(&mut svc).await, "Bearer t1", "60 s left: refresh started");
+    assert_eq!(
+        call(&mut svc).await,
+        "Bearer t1",
+        "60 s left: refresh started"
+    );
     settle().await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     assert_eq!(call(&mut svc).await, "Bearer t2", "refreshed");
@@ -345,7 +349,11 @@ async fn a_30s_token_is_refreshed_with_15s_left() {
 
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
-    assert_eq!(call(&mut svc).await, "Bearer t1", "15 s left: refresh started");
+    assert_eq!(
+        call(&mut svc).await,
+        "Bearer t1",
+        "15 s left: refresh started"
+    );
     settle().await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     assert_eq!(call(&mut svc).await, "Bearer t2", "refreshed");
@@ -365,7 +373,11 @@ async fn the_refresh_margin_is_configurable() {
     assert_eq!(call(&mut svc).await, "Bearer t1");
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
-    assert_eq!(call(&mut svc).await, "Bearer t1", "refresh started, no wait");
+    assert_eq!(
+        call(&mut svc).await,
+        "Bearer t1",
+        "refresh started, no wait"
+    );
     settle().await;
     assert_eq!(call(&mut svc).await, "Bearer t2");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);

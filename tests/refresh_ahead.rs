@@ -234,13 +234,21 @@ async fn without_refresh_ahead_the_first_caller_after_50s_starts_the_fetch_and_d
     let called = call(&mut svc).await;
     assert!(!called.hot);
     // The token is valid for 50 s more: the caller uses it while the fetch runs.
-    assert_eq!(called.waited, Duration::ZERO, "no caller with a valid token waits");
+    assert_eq!(
+        called.waited,
+        Duration::ZERO,
+        "no caller with a valid token waits"
+    );
     assert_eq!(called.header(), "Bearer t1");
     settle().await;
     assert_eq!(endpoint.requests(), [secs(0.0), secs(50.0)]);
     calls_until(&mut svc, start, secs(0.05), secs(50.4), |at, called| {
         assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
-        let expected = if at < secs(50.2) { "Bearer t1" } else { "Bearer t2" };
+        let expected = if at < secs(50.2) {
+            "Bearer t1"
+        } else {
+            "Bearer t2"
+        };
         assert_eq!(called.header(), expected, "at {at:?}");
     })
     .await;
@@ -746,9 +754,16 @@ async fn a_hanging_endpoint_holds_up_no_request_while_the_token_is_valid() {
             assert_eq!(called.header(), "Bearer t1", "at {at:?}");
         })
         .await;
-        assert_eq!(waited, 0, "refresh ahead {refresh_ahead}: requests that waited");
+        assert_eq!(
+            waited, 0,
+            "refresh ahead {refresh_ahead}: requests that waited"
+        );
         assert!(calls >= 499, "{calls} calls");
         // The tries hang and time out one after another; none is made per request.
-        assert!(endpoint.count() <= 10, "{} token requests", endpoint.count());
+        assert!(
+            endpoint.count() <= 10,
+            "{} token requests",
+            endpoint.count()
+        );
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::config::{MAX_HOLD, backoff};
 use super::entry::{Entry, TokenId};
+use super::rejection::Rejections;
 use super::{TokenCache, timer};
 use crate::error::Error;
 use crate::token::Token;
@@ -29,6 +30,11 @@ pub(crate) struct Flight {
     /// After a failure: without a valid token, callers get its error until this (failure
     /// window, `Retry-After`).
     quiet_until: Option<Instant>,
+    /// Rejections of young tokens in a row (see `rejection.rs`).
+    pub(crate) rejections: Rejections,
+    /// The generation of the cache when the fetch in flight started: a fetch started
+    /// before an `invalidate()` is neither joined nor stored after it.
+    generation: u64,
 }
 
 impl Flight {
@@ -76,6 +82,18 @@ impl Drop for Reporter {
     }
 }
 
+/// What a caller on the slow path asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A valid token, or a wait: a request, which never waits while a valid token is held.
+    Valid,
+    /// A usable token (not past its refresh point), waiting for the fetch if need be:
+    /// [`TokenCache::token`].
+    Usable,
+    /// A new token: [`TokenCache::refresh`].
+    New,
+}
+
 /// What a caller on the slow path does next.
 pub(crate) enum Step {
     Ready(Arc<Entry>),
@@ -106,7 +124,8 @@ impl TokenCache {
     /// holds it back. A recent failure holds back a new fetch: with a valid token that
     /// token is used until the next retry, without one the failure's error is the answer
     /// until its window ends.
-    pub(crate) fn step(&self, force: bool) -> Step {
+    pub(crate) fn step(&self, want: Want) -> Step {
+        let force = want == Want::New;
         let shared = &self.shared;
         let flight = self.flight();
         let wall = shared.config.wall_clock.now();
@@ -118,10 +137,14 @@ impl TokenCache {
             return Step::Ready(entry.clone());
         }
         let valid = current.filter(|e| !force && e.is_valid(wall));
+        // Served at once while a fetch runs: only to requests.
+        let serve = valid.clone().filter(|_| want == Want::Valid);
+        let generation = shared.generation.load(Ordering::Acquire);
         if let Some(rx) = &flight.rx
             && is_live(rx)
+            && flight.generation == generation
         {
-            return match valid {
+            return match serve {
                 Some(entry) => Step::Ready(entry),
                 None => Step::Wait(rx.clone()),
             };
@@ -139,7 +162,7 @@ impl TokenCache {
             }
         }
         let rx = self.launch(flight);
-        match valid {
+        match serve {
             Some(entry) => Step::Ready(entry),
             None => Step::Wait(rx),
         }
@@ -170,14 +193,16 @@ impl TokenCache {
     /// Starts a fetch on a task of its own; its outcome goes to the returned channel.
     fn launch(&self, mut flight: MutexGuard<'_, Flight>) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
+        let generation = self.shared.generation.load(Ordering::Acquire);
         flight.rx = Some(rx.clone());
+        flight.generation = generation;
         drop(flight);
         let reporter = Reporter {
             cache: self.clone(),
             tx: Some(tx),
         };
         tokio::spawn(async move {
-            let outcome = reporter.cache.fetch_and_store().await;
+            let outcome = reporter.cache.fetch_and_store(generation).await;
             reporter.report(outcome);
         });
         rx
@@ -228,7 +253,9 @@ impl TokenCache {
         }
     }
 
-    async fn fetch_and_store(&self) -> Result<Arc<Entry>, Error> {
+    /// Fetches and stores a token, unless the cache was invalidated since the fetch began
+    /// (`generation`): then the token goes only to the callers that were waiting for it.
+    async fn fetch_and_store(&self, generation: u64) -> Result<Arc<Entry>, Error> {
         let shared = &self.shared;
         let fetched = self.obtain().await;
         let wall = shared.config.wall_clock.now();
@@ -236,6 +263,10 @@ impl TokenCache {
         match entry {
             Ok(entry) => {
                 let entry = Arc::new(entry);
+                if shared.generation.load(Ordering::Acquire) != generation {
+                    tracing::debug!(target: "tower_oauth", "token fetched before an invalidate(): not stored");
+                    return Ok(entry);
+                }
                 shared.slot.store(Some(entry.clone()));
                 self.start_timer();
                 shared.wake.notify_one();

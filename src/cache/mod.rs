@@ -63,11 +63,12 @@
 mod config;
 mod entry;
 mod flight;
+mod rejection;
 mod timer;
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -87,7 +88,8 @@ pub use config::{
     DEFAULT_RETRY_MAX,
 };
 pub(crate) use entry::{Entry, TokenId, usable_for};
-use flight::Flight;
+use flight::{Flight, Want};
+pub(crate) use rejection::Rejected;
 
 struct Shared {
     slot: ArcSwapOption<Entry>,
@@ -100,6 +102,9 @@ struct Shared {
     /// Wakes the timer task: a new token was stored, or the cache is being dropped.
     wake: Arc<Notify>,
     timer_started: AtomicBool,
+    /// Moved on by each `invalidate()`: a fetch that began before it is not joined, and
+    /// its token not stored.
+    generation: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -131,6 +136,7 @@ impl TokenCache {
                 flight: Mutex::new(Flight::default()),
                 wake: Arc::new(Notify::new()),
                 timer_started: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -150,10 +156,12 @@ impl TokenCache {
         self.shared.slot.load().as_ref().map(|e| e.token.clone())
     }
 
-    /// Drops the cached token: the next request fetches a new one. With a shared
+    /// Drops the cached token: the next request fetches a new one. A fetch that is in
+    /// flight is not joined, and its token not kept: it was asked for before. With a shared
     /// [`store`](crate::store), that token is not taken back from the store either, and the
     /// store entry is deleted (in the background) if it still holds it.
     pub fn invalidate(&self) {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         let previous = self.shared.slot.swap(None);
         if let (Some(entry), Some(store)) = (previous, &self.shared.store) {
             store.reject(&entry.token);
@@ -221,7 +229,7 @@ impl TokenCache {
     /// The fetch's [`Error`] when there is no unexpired token; every caller waiting on the
     /// same fetch gets a clone of it.
     pub async fn token(&self) -> Result<Token, Error> {
-        self.entry().await.map(|e| e.token.clone())
+        self.entry_for(Want::Usable).await.map(|e| e.token.clone())
     }
 
     /// Fetches a new token even if the cached one is usable, and stores it. If a fetch is
@@ -232,15 +240,23 @@ impl TokenCache {
     /// # Errors
     /// The fetch's [`Error`]; the cached token, if any, stays in place.
     pub async fn refresh(&self) -> Result<Token, Error> {
-        self.step(true).finish().await.map(|e| e.token.clone())
+        self.step(Want::New).finish().await.map(|e| e.token.clone())
     }
 
-    /// The slow path: a usable entry, fetched if need be. If the fetch fails while the
-    /// cached token is still valid (past its usable part, not expired), that token.
+    /// The slow path of a request: a valid entry (a usable one, or one past its usable part
+    /// while the fetch of the next runs), or the fetch's outcome. If the fetch fails while
+    /// the cached token is still valid, that token.
     pub(crate) fn entry(&self) -> impl Future<Output = Result<Arc<Entry>, Error>> + Send + 'static {
+        self.entry_for(Want::Valid)
+    }
+
+    fn entry_for(
+        &self,
+        want: Want,
+    ) -> impl Future<Output = Result<Arc<Entry>, Error>> + Send + 'static {
         let cache = self.clone();
         async move {
-            match cache.step(false).finish().await {
+            match cache.step(want).finish().await {
                 Err(error) => cache.valid_entry().ok_or(error),
                 ready => ready,
             }

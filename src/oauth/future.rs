@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::cache::Entry;
+use crate::cache::{Entry, TokenId};
 use crate::error::Error;
 use crate::recover::{Policy, Recover, RecoverRequest, Resend};
 
@@ -62,6 +62,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             recover: Arc<Recover<S, P>>,
+            used: TokenId,
         },
         // Refused by the origin policy.
         Refused {
@@ -220,24 +221,31 @@ where
                             State::Resent {
                                 future: service.call(request),
                                 recover,
+                                used: entry.id,
                             }
                         }
                     };
                     this.state.set(state);
                 }
-                StateProj::Resent { future, recover } => {
+                StateProj::Resent {
+                    future,
+                    recover,
+                    used,
+                } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if recover
                         .policy
                         .is_rejection(response.status(), response.headers())
                     {
                         // Passed back as it came: no second invalidation, no third attempt.
-                        // If the new token is bad, the next request that uses it
-                        // invalidates it.
+                        // The next rejections back off (see `cache/rejection.rs`).
                         tracing::warn!(
                             target: "tower_oauth",
                             "new token rejected too (401); passing the response back"
                         );
+                        recover.cache.second_attempt_rejected(*used);
+                    } else {
+                        recover.cache.second_attempt_accepted();
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -128,7 +128,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use http::Request;
 
-use crate::cache::{TokenCache, TokenId};
+use crate::cache::{Rejected, TokenCache, TokenId};
 use copy::RequestCopy;
 
 pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
@@ -245,7 +245,15 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     where
         S: Clone,
     {
-        let invalidated = self.recover.cache.invalidate_if(self.used);
+        let rejected = self.recover.cache.reject_id(self.used);
+        let invalidated = rejected == Rejected::Dropped;
+        if rejected == Rejected::Held {
+            tracing::info!(
+                target: "tower_oauth",
+                "token rejected (401) again soon after a new one was fetched; kept until the backoff step ends, request not sent again"
+            );
+            return None;
+        }
         match self.copy {
             Err(why) => {
                 tracing::info!(
