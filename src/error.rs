@@ -164,7 +164,7 @@ impl Error {
     ///
     /// [`ClientCredentials`](crate::ClientCredentials) sets it; a
     /// [`TokenSource`](crate::TokenSource) of your own may, too
-    /// ([`response::parse_retry_after`](crate::response::parse_retry_after) reads the
+    /// ([`endpoint::parse_retry_after`](crate::endpoint::parse_retry_after) reads the
     /// header). The layer then makes no token request for that long (up to its backoff
     /// maximum, see [`OAuthLayerBuilder::retry_backoff`](crate::OAuthLayerBuilder::retry_backoff)).
     pub fn with_retry_after(self, delay: Duration) -> Error {

@@ -61,7 +61,7 @@
 //! out. A `refresh_token` or `id_token` in a response is not kept (the client-credentials
 //! grant has no use for them; RFC 6749 section 4.4.3). Token responses are read within
 //! limits: 64 KiB of body, 16 KiB of token, JSON less than 128 levels deep (see
-//! [`response::ResponseParser`]).
+//! [`endpoint::ResponseParser`]).
 //!
 //! # Feature flags
 //!
@@ -82,22 +82,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub mod client_credentials;
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub mod discovery;
-#[cfg(feature = "reqwest")]
-mod env;
+pub mod endpoint;
 pub mod error;
 pub mod future;
-#[cfg(feature = "reqwest")]
-mod http_util;
 mod layer;
 pub mod origin;
 pub mod replay;
-pub mod response;
 mod service;
 pub mod source;
 pub mod store;
@@ -106,7 +96,7 @@ pub mod www_authenticate;
 
 pub use cache::TokenCache;
 #[cfg(feature = "reqwest")]
-pub use client_credentials::{ClientAuth, ClientCredentials};
+pub use endpoint::{ClientAuth, ClientCredentials};
 pub use error::{Error, TokenEndpointError};
 pub use layer::{OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use crate::client_credentials::ClientCredentialsBuilder;
+use super::client_credentials::ClientCredentialsBuilder;
 use crate::{ClientAuth, ClientCredentials, Error};
 
 /// The prefix of the variables [`ClientCredentials::from_env`] reads.

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use http::StatusCode;
-//! use tower_oauth::response::ResponseParser;
+//! use tower_oauth::endpoint::ResponseParser;
 //!
 //! let parser = ResponseParser::default();
 //! let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600"}"#;
@@ -257,7 +257,7 @@ impl ResponseParser {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_oauth::response::parse_retry_after;
+/// use tower_oauth::endpoint::parse_retry_after;
 ///
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_000);
 /// assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));

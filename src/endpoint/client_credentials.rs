@@ -21,7 +21,7 @@
 //!
 //! The token endpoint can also be found from the issuer URL alone, with
 //! [`ClientCredentialsBuilder::issuer`] and [`ClientCredentialsBuilder::discover`] (RFC 8414
-//! and OpenID Connect Discovery; see [`discovery`](crate::discovery)), and the whole
+//! and OpenID Connect Discovery; see [`endpoint`](crate::endpoint)), and the whole
 //! configuration read from `OAUTH_*` environment variables with
 //! [`ClientCredentials::from_env`] or [`ClientCredentials::builder_from_env`].
 
@@ -36,8 +36,8 @@ use reqwest::Url;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::http_util::{self, ReadError, is_loopback};
-use crate::response::{ResponseParser, parse_retry_after, redact};
+use super::http::{ReadError, is_loopback, read_limited, status_and_content_type};
+use super::response::{ResponseParser, parse_retry_after, redact};
 use crate::store::CacheKey;
 use crate::{Error, Token, TokenSource};
 
@@ -154,7 +154,7 @@ impl ClientCredentials {
                 Error::transport(e.without_url())
             }
         })?;
-        let (status, content_type) = http_util::status_and_content_type(&response);
+        let (status, content_type) = status_and_content_type(&response);
         let content_type = content_type.map(|v| redact(v, &secrets).into_owned());
         // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
         // when to come back; the error carries it, whatever the body.
@@ -180,7 +180,7 @@ impl ClientCredentials {
             ))
         };
         // Holds the access token until it is parsed: zeroed when dropped, on every path.
-        let body = match http_util::read_limited(&mut response, limit).await {
+        let body = match read_limited(&mut response, limit).await {
             Ok(body) => body,
             Err(ReadError::TooLarge) => return Err(too_large()),
             Err(ReadError::Failed(e)) if e.is_timeout() => return Err(Error::timeout()),

@@ -55,9 +55,9 @@ use reqwest::Url;
 use secrecy::zeroize::Zeroizing;
 use serde_json::{Map, Value};
 
+use super::client_credentials::{ClientAuth, ClientCredentialsBuilder};
+use super::http::{ReadError, is_loopback, read_limited, status_and_content_type};
 use crate::Error;
-use crate::client_credentials::{ClientAuth, ClientCredentialsBuilder};
-use crate::http_util::{self, ReadError, is_loopback};
 
 /// The largest metadata document read: 64 KiB.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
@@ -262,7 +262,7 @@ pub(crate) fn auth_method_name(method: ClientAuth) -> &'static str {
 impl ClientCredentialsBuilder {
     /// Reads the token endpoint, and the client authentication method unless one was set,
     /// from the metadata of the [`issuer`](Self::issuer) (RFC 8414, then OpenID Connect
-    /// Discovery; see the [`discovery`](crate::discovery) module), and sets them on the
+    /// Discovery; see the [`endpoint`](crate::endpoint) module), and sets them on the
     /// builder. One or two `GET` requests with the builder's
     /// [`http_client`](Self::http_client) (or a new one that does not follow redirects,
     /// which [`build`](Self::build) then uses) and [`timeout`](Self::timeout).
@@ -446,7 +446,7 @@ async fn get_document(
         .send()
         .await
         .map_err(failed)?;
-    let (status, content_type) = http_util::status_and_content_type(&response);
+    let (status, content_type) = status_and_content_type(&response);
     let content_type = content_type.map(str::to_owned);
     let too_large = || {
         Error::discovery(
@@ -455,7 +455,7 @@ async fn get_document(
             None,
         )
     };
-    let body = match http_util::read_limited(&mut response, MAX_METADATA_LEN).await {
+    let body = match read_limited(&mut response, MAX_METADATA_LEN).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => return Err(too_large()),
         Err(ReadError::Failed(e)) => return Err(failed(e)),
