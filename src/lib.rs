@@ -95,8 +95,9 @@ pub mod token;
 pub mod www_authenticate;
 
 pub use cache::TokenCache;
+pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
-pub use endpoint::{ClientAuth, ClientCredentials};
+pub use endpoint::ClientCredentials;
 pub use error::{Error, TokenEndpointError};
 pub use layer::{OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
