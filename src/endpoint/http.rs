@@ -57,7 +57,7 @@ pub(crate) fn require_https_or_loopback(
         "https" => Ok(()),
         "http" if allow_insecure_http || is_loopback(url) => Ok(()),
         "http" => Err(format!(
-            "must be https: `{}` would get the client secret in clear text (plain http is \
+            "must be https: `{}` would send the client secret in clear text (plain http is \
              allowed only to loopback addresses, or with allow_insecure_http())",
             clip(host, QUOTE_LIMIT)
         )),
