@@ -66,7 +66,8 @@
 //! # Feature flags
 //!
 //! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
-//!   over reqwest with rustls (no system OpenSSL).
+//!   over reqwest with rustls (no system OpenSSL), and discovery of its token endpoint
+//!   (see [`endpoint`]). The token-response parser and [`ClientAuth`] need no feature.
 //! - `redis`: `store::RedisStore`, one token shared by a fleet of instances through
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
 //! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a

@@ -21,8 +21,8 @@ pub struct ClientCredentialsBuilder {
     token_url: Option<String>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
-    /// `None` until [`auth_method`](Self::auth_method) or [`discover`](Self::discover)
-    /// sets it: `client_secret_basic`, unless discovery finds only `client_secret_post`.
+    /// Set by [`auth_method`](Self::auth_method) or [`discover`](Self::discover). `None`
+    /// means the default, `client_secret_basic`, and lets `discover` choose.
     auth: Option<ClientAuth>,
     scopes: Vec<String>,
     params: Vec<(String, String)>,
