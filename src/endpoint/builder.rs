@@ -15,6 +15,14 @@ use super::http::{DEFAULT_TIMEOUT, QUOTE_LIMIT, default_client, require_https_or
 use super::response::ResponseParser;
 use crate::error::{Error, clip};
 
+impl ClientCredentials {
+    /// A builder; `token_url` (or an `issuer` to [`discover`](ClientCredentialsBuilder::discover)
+    /// it from) and `client_id` are required.
+    pub fn builder() -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder::default()
+    }
+}
+
 /// Builds a [`ClientCredentials`]. Made by [`ClientCredentials::builder`].
 #[derive(Default)]
 pub struct ClientCredentialsBuilder {

@@ -14,7 +14,6 @@ use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::ClientAuth;
-use super::builder::ClientCredentialsBuilder;
 use super::http::{ReadError, read_limited, status_and_content_type};
 use super::response::{ResponseParser, parse_retry_after, redact};
 use crate::error::Error;
@@ -23,6 +22,9 @@ use crate::store::CacheKey;
 use crate::token::Token;
 
 /// A [`TokenSource`] for the client-credentials grant (RFC 6749 section 4.4).
+///
+/// Made by [`ClientCredentials::builder`] (or
+/// [`from_env`](ClientCredentials::from_env)).
 ///
 /// Each fetch is one `POST` of `grant_type=client_credentials` (with `scope`, `audience`,
 /// `resource` (RFC 8707) and extra parameters as configured) to the token endpoint. The
@@ -45,11 +47,6 @@ pub struct ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// A builder; `token_url` and `client_id` are required.
-    pub fn builder() -> ClientCredentialsBuilder {
-        ClientCredentialsBuilder::default()
-    }
-
     /// The token endpoint.
     pub fn token_url(&self) -> &Url {
         &self.token_url
