@@ -19,7 +19,7 @@ mod introspection_api;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use tower_oauth::discovery::AuthorizationServerMetadata;
+use tower_oauth::endpoint::AuthorizationServerMetadata;
 
 use introspection_api::IntrospectionApi;
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+use crate::BoxError;
 
 /// Why no token could be had.
 ///
@@ -65,8 +65,8 @@ enum Kind {
     Timeout,
     /// The configuration is not usable (reported by builders).
     Config(String),
-    /// A [`TokenSource`](crate::TokenSource) of the user's failed.
-    Source,
+    /// A [`TokenSource`](crate::TokenSource) of the user's failed ([`Error::other`]).
+    Other,
     /// The fetch ended without a result (its task was cancelled, e.g. at runtime shutdown).
     Cancelled,
     /// The authorization server metadata (RFC 8414, OpenID Connect Discovery) could not be
@@ -103,7 +103,7 @@ impl Error {
         reason: &'static str,
         source: Option<BoxError>,
     ) -> Error {
-        let content_type = content_type.map(|c| c.chars().take(100).collect());
+        let content_type = content_type.map(|c| clip(c, CONTENT_TYPE_LIMIT).to_owned());
         Error::new(
             Kind::InvalidResponse {
                 status,
@@ -141,7 +141,8 @@ impl Error {
         reason: impl Into<String>,
         source: Option<BoxError>,
     ) -> Error {
-        let reason = reason.into().chars().take(500).collect();
+        let mut reason = reason.into();
+        reason.truncate(clip(&reason, REASON_LIMIT).len());
         Error::new(Kind::Discovery { status, reason }, source)
     }
 
@@ -156,7 +157,7 @@ impl Error {
     /// An error for a [`TokenSource`](crate::TokenSource) of your own to return. Its message
     /// and source must not contain secrets.
     pub fn other(source: impl Into<BoxError>) -> Error {
-        Error::new(Kind::Source, Some(source.into()))
+        Error::new(Kind::Other, Some(source.into()))
     }
 
     /// The same error, saying that the token endpoint asked not to be tried again for
@@ -164,7 +165,7 @@ impl Error {
     ///
     /// [`ClientCredentials`](crate::ClientCredentials) sets it; a
     /// [`TokenSource`](crate::TokenSource) of your own may, too
-    /// ([`response::parse_retry_after`](crate::response::parse_retry_after) reads the
+    /// ([`endpoint::parse_retry_after`](crate::endpoint::parse_retry_after) reads the
     /// header). The layer then makes no token request for that long (up to its backoff
     /// maximum, see [`OAuthLayerBuilder::retry_backoff`](crate::OAuthLayerBuilder::retry_backoff)).
     pub fn with_retry_after(self, delay: Duration) -> Error {
@@ -189,9 +190,14 @@ impl Error {
         matches!(self.inner.kind, Kind::TokenEndpoint(_))
     }
 
-    /// The token endpoint answered with something that is not a token response: not JSON,
-    /// an HTML error page, a body over the size limit, a missing `access_token`, a negative
-    /// `expires_in`, an access token that cannot be a header value. [`Error::status`] and [`Error::content_type`] say what came back.
+    /// The token source's answer is not a usable token.
+    ///
+    /// From the token endpoint: something that is not a token response (not JSON, an HTML
+    /// error page, a body over the size limit, a missing `access_token`, a negative
+    /// `expires_in`); [`Error::status`] and [`Error::content_type`] say what came back.
+    /// From any [`TokenSource`](crate::TokenSource), [`ClientCredentials`](crate::ClientCredentials)
+    /// or your own: an access token that cannot be a header value (control characters,
+    /// non-ASCII); `status()` and `content_type()` are then `None`.
     pub fn is_invalid_response(&self) -> bool {
         matches!(
             self.inner.kind,
@@ -216,7 +222,7 @@ impl Error {
 
     /// A token source of the user's failed ([`Error::other`]).
     pub fn is_other(&self) -> bool {
-        matches!(self.inner.kind, Kind::Source)
+        matches!(self.inner.kind, Kind::Other)
     }
 
     /// The fetch was cancelled before it had a result (its runtime shut down).
@@ -313,7 +319,7 @@ impl fmt::Display for Error {
             Kind::Transport => f.write_str("token endpoint unreachable"),
             Kind::Timeout => f.write_str("token request timed out"),
             Kind::Config(message) => write!(f, "invalid configuration: {message}"),
-            Kind::Source => f.write_str("token source failed"),
+            Kind::Other => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),
             Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
             Kind::Store(reason) => write!(f, "token store: {reason}"),
@@ -348,10 +354,20 @@ pub struct TokenEndpointError {
     error_uri: Option<String>,
 }
 
+/// The most characters an error keeps of an RFC 6749 error field.
 const FIELD_LIMIT: usize = 1024;
+/// The most characters an error keeps of a response's `Content-Type`.
+const CONTENT_TYPE_LIMIT: usize = 100;
+/// The most characters an error keeps of the reason discovery failed.
+const REASON_LIMIT: usize = 500;
 
-fn clip(s: &str) -> String {
-    s.chars().take(FIELD_LIMIT).collect()
+/// The first `max_chars` characters of `text`: how every error of the crate bounds the
+/// text a server sent (at most 4 bytes a character, so `4 * max_chars` bytes).
+pub(crate) fn clip(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 impl TokenEndpointError {
@@ -364,9 +380,9 @@ impl TokenEndpointError {
     ) -> TokenEndpointError {
         TokenEndpointError {
             status,
-            error: clip(error),
-            error_description: error_description.map(clip),
-            error_uri: error_uri.map(clip),
+            error: clip(error, FIELD_LIMIT).to_owned(),
+            error_description: error_description.map(|d| clip(d, FIELD_LIMIT).to_owned()),
+            error_uri: error_uri.map(|u| clip(u, FIELD_LIMIT).to_owned()),
         }
     }
 
@@ -403,3 +419,39 @@ impl fmt::Display for TokenEndpointError {
 }
 
 impl StdError for TokenEndpointError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_counts_characters_and_cuts_on_their_boundaries() {
+        assert_eq!(clip("", 3), "");
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc");
+        assert_eq!(clip("ééé€", 3), "ééé");
+        assert_eq!(clip("€", 0), "");
+    }
+
+    #[test]
+    fn server_text_is_kept_within_its_limits() {
+        let long = "é".repeat(5_000);
+        let rfc = TokenEndpointError::new(StatusCode::BAD_REQUEST, &long, Some(&long), Some(&long));
+        for field in [
+            rfc.error(),
+            rfc.error_description().unwrap(),
+            rfc.error_uri().unwrap(),
+        ] {
+            assert_eq!(field.chars().count(), FIELD_LIMIT);
+        }
+        let err = Error::invalid_response(StatusCode::OK, Some(&long), "reason", None);
+        assert_eq!(
+            err.content_type().unwrap().chars().count(),
+            CONTENT_TYPE_LIMIT
+        );
+        let Kind::Discovery { reason, .. } = &Error::discovery(None, long, None).inner.kind else {
+            unreachable!()
+        };
+        assert_eq!(reason.chars().count(), REASON_LIMIT);
+    }
+}

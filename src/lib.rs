@@ -61,12 +61,13 @@
 //! out. A `refresh_token` or `id_token` in a response is not kept (the client-credentials
 //! grant has no use for them; RFC 6749 section 4.4.3). Token responses are read within
 //! limits: 64 KiB of body, 16 KiB of token, JSON less than 128 levels deep (see
-//! [`response::ResponseParser`]).
+//! [`endpoint::ResponseParser`]).
 //!
 //! # Feature flags
 //!
 //! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
-//!   over reqwest with rustls (no system OpenSSL).
+//!   over reqwest with rustls (no system OpenSSL), and discovery of its token endpoint
+//!   (see [`endpoint`]). The token-response parser and [`ClientAuth`] need no feature.
 //! - `redis`: `store::RedisStore`, one token shared by a fleet of instances through
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
 //! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
@@ -83,30 +84,21 @@
 
 pub mod body;
 pub mod cache;
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub mod client_credentials;
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub mod discovery;
-#[cfg(feature = "reqwest")]
-mod env;
+pub mod endpoint;
 pub mod error;
-#[cfg(feature = "reqwest")]
-mod http_util;
 mod macros;
 pub mod oauth;
 pub mod origin;
 pub mod recover;
-pub mod response;
 pub mod source;
 pub mod store;
 pub mod token;
 pub mod www_authenticate;
 
 pub use cache::TokenCache;
+pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
-pub use client_credentials::{ClientAuth, ClientCredentials};
+pub use endpoint::ClientCredentials;
 pub use error::{Error, TokenEndpointError};
 pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;

@@ -90,14 +90,14 @@ pub struct Token {
 
 impl Token {
     /// A `Bearer` token issued now that lives for `expires_in`. Lifetimes over 365 days
-    /// are clamped to 365 days, as [`ResponseParser`](crate::response::ResponseParser)
+    /// are clamped to 365 days, as [`ResponseParser`](crate::endpoint::ResponseParser)
     /// clamps them, so that every expiry is a representable time.
     pub fn new(access_token: impl Into<String>, expires_in: Duration) -> Token {
         Token {
             access_token: SecretString::from(access_token.into()),
             token_type: TokenType::BEARER,
             issued_at: SystemTime::now(),
-            expires_in: expires_in.min(crate::response::MAX_EXPIRES_IN),
+            expires_in: expires_in.min(crate::endpoint::MAX_EXPIRES_IN),
             scope: None,
         }
     }

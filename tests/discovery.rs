@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http::Request as HttpRequest;
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
-use tower_oauth::discovery::{AuthorizationServerMetadata, MAX_METADATA_LEN};
+use tower_oauth::endpoint::{AuthorizationServerMetadata, MAX_METADATA_LEN};
 use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer};
 
 const RFC8414: &str = "/.well-known/oauth-authorization-server";
@@ -89,7 +89,7 @@ fn doc(issuer: &str, token_endpoint: &str, methods: Option<&[&str]>) -> Doc {
     Doc::Json(value.to_string())
 }
 
-fn builder(issuer: &str) -> tower_oauth::client_credentials::ClientCredentialsBuilder {
+fn builder(issuer: &str) -> tower_oauth::endpoint::ClientCredentialsBuilder {
     ClientCredentials::builder()
         .issuer(issuer)
         .client_id("demo")

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use secrecy::ExposeSecret;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_oauth::discovery::AuthorizationServerMetadata;
+use tower_oauth::endpoint::AuthorizationServerMetadata;
 use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuth, OAuthLayer};
 
 use introspection_api::IntrospectionApi;
@@ -43,7 +43,7 @@ fn source(
     provider: &Provider,
     client: (&str, &str),
     auth: ClientAuth,
-) -> tower_oauth::client_credentials::ClientCredentialsBuilder {
+) -> tower_oauth::endpoint::ClientCredentialsBuilder {
     ClientCredentials::builder()
         .token_url(provider.token_url())
         .client_id(client.0)

@@ -29,7 +29,7 @@ use secrecy::ExposeSecret;
 use tower::util::BoxCloneService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
-use tower_oauth::response::ResponseParser;
+use tower_oauth::endpoint::ResponseParser;
 use tower_oauth::www_authenticate;
 use tower_oauth::{
     ClientAuth, ClientCredentials, Error, OAuthLayer, Origin, Token, TokenSource, TokenType,

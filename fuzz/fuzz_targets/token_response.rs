@@ -7,7 +7,7 @@
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use secrecy::ExposeSecret;
-use tower_oauth::response::{MAX_EXPIRES_IN, MAX_TOKEN_LEN, ResponseParser};
+use tower_oauth::endpoint::{MAX_EXPIRES_IN, MAX_TOKEN_LEN, ResponseParser};
 
 fuzz_target!(|body: &[u8]| {
     let parser = ResponseParser::default();

@@ -1,24 +1,5 @@
-//! Reading token endpoint responses (RFC 6749 sections 5.1 and 5.2).
-//!
-//! [`ResponseParser`] turns what a token endpoint sent back into a [`Token`] or a typed
-//! [`Error`]. It is what [`ClientCredentials`](crate::ClientCredentials) uses, and it is
-//! public so that a [`TokenSource`](crate::TokenSource) of your own reads responses the
-//! same way.
-//!
-//! ```
-//! use http::StatusCode;
-//! use tower_oauth::response::ResponseParser;
-//!
-//! let parser = ResponseParser::default();
-//! let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600"}"#;
-//! let token = parser.parse(StatusCode::OK, Some("application/json"), body).unwrap();
-//! assert_eq!(token.token_type().as_str(), "Bearer");
-//! assert_eq!(token.expires_in().as_secs(), 3600);
-//!
-//! let body = br#"{"error":"invalid_client","error_description":"bad secret"}"#;
-//! let err = parser.parse(StatusCode::UNAUTHORIZED, Some("application/json"), body).unwrap_err();
-//! assert_eq!(err.token_endpoint_error().unwrap().error(), "invalid_client");
-//! ```
+//! Reading token endpoint responses (RFC 6749 sections 5.1 and 5.2): [`ResponseParser`],
+//! [`parse_retry_after`], and the redaction of echoed credentials. No HTTP client needed.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
@@ -27,8 +8,8 @@ use http::StatusCode;
 use secrecy::zeroize::Zeroize;
 use serde_json::{Map, Value};
 
-use crate::error::TokenEndpointError;
-use crate::{Error, Token, TokenType};
+use crate::error::{Error, TokenEndpointError};
+use crate::token::{Token, TokenType};
 
 /// The default lifetime of a token whose response has no `expires_in` (or null, or 0):
 /// 300 seconds.
@@ -43,9 +24,29 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Reads token endpoint responses, tolerantly where servers differ and strictly where a
 /// wrong reading would be unsafe.
 ///
+/// It turns what a token endpoint sent back into a [`Token`] or a typed [`Error`]. It is
+/// what [`ClientCredentials`](crate::ClientCredentials) uses, and it is public so that a
+/// [`TokenSource`](crate::TokenSource) of your own reads responses the same way.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_oauth::endpoint::ResponseParser;
+///
+/// let parser = ResponseParser::default();
+/// let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600"}"#;
+/// let token = parser.parse(StatusCode::OK, Some("application/json"), body).unwrap();
+/// assert_eq!(token.token_type().as_str(), "Bearer");
+/// assert_eq!(token.expires_in().as_secs(), 3600);
+///
+/// let body = br#"{"error":"invalid_client","error_description":"bad secret"}"#;
+/// let err = parser.parse(StatusCode::UNAUTHORIZED, Some("application/json"), body).unwrap_err();
+/// assert_eq!(err.token_endpoint_error().unwrap().error(), "invalid_client");
+/// ```
+///
 /// - `expires_in` may be a number or a numeric string. Missing, `null` or `0` means
 ///   [`default_expires_in`](ResponseParser::default_expires_in) (300 seconds unless set);
-///   values over [`max_expires_in`](ResponseParser::max_expires_in) (365 days) are clamped;
+///   values over [`max_expires_in`](ResponseParser::max_expires_in) (at most and by default
+///   365 days) are clamped;
 ///   negative or non-numeric values are an error.
 /// - `token_type` is normalised ([`TokenType::parse`]); a missing one means `Bearer`.
 /// - Any response with an `error` member, even with status 200, is an RFC 6749 section 5.2
@@ -84,7 +85,10 @@ impl ResponseParser {
         self
     }
 
-    /// The longest lifetime believed; larger values are clamped (default 365 days).
+    /// The longest lifetime believed: larger `expires_in` values are clamped to it. The
+    /// default, [`MAX_EXPIRES_IN`] (365 days), is also the most this can be: a larger
+    /// `lifetime` acts as `MAX_EXPIRES_IN`, since every [`Token`] is clamped to it
+    /// ([`Token::new`]). Use it to believe less, e.g. a server known to overstate.
     pub fn max_expires_in(mut self, lifetime: Duration) -> Self {
         self.max_expires_in = lifetime;
         self
@@ -257,7 +261,7 @@ impl ResponseParser {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_oauth::response::parse_retry_after;
+/// use tower_oauth::endpoint::parse_retry_after;
 ///
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_000);
 /// assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));

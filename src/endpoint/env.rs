@@ -1,9 +1,12 @@
-//! [`ClientCredentials`] from environment variables.
+//! [`ClientCredentials`] from environment variables: [`ClientCredentials::from_env`] and
+//! [`ClientCredentials::builder_from_env`].
 
 use std::ffi::OsString;
 
-use crate::client_credentials::ClientCredentialsBuilder;
-use crate::{ClientAuth, ClientCredentials, Error};
+use super::auth::ClientAuth;
+use super::builder::ClientCredentialsBuilder;
+use super::client_credentials::ClientCredentials;
+use crate::error::Error;
 
 /// The prefix of the variables [`ClientCredentials::from_env`] reads.
 const DEFAULT_PREFIX: &str = "OAUTH_";
@@ -111,15 +114,13 @@ pub(crate) fn builder_from_vars(
         builder = builder.scope(scope);
     }
     if let Some(method) = var("AUTH_METHOD")? {
-        let auth = match method.as_str() {
-            "client_secret_basic" => ClientAuth::ClientSecretBasic,
-            "client_secret_post" => ClientAuth::ClientSecretPost,
-            _ => {
-                return Err(Error::config(format!(
-                    "{prefix}AUTH_METHOD must be client_secret_basic or client_secret_post"
-                )));
-            }
-        };
+        let auth = method.parse::<ClientAuth>().map_err(|_| {
+            Error::config(format!(
+                "{prefix}AUTH_METHOD must be {} or {}",
+                ClientAuth::ClientSecretBasic,
+                ClientAuth::ClientSecretPost
+            ))
+        })?;
         builder = builder.auth_method(auth);
     }
     Ok(builder)
@@ -262,7 +263,11 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(builder.issuer_url(), Some("https://as.example"));
+        let debug = format!("{builder:?}");
+        assert!(
+            debug.contains(r#"issuer: Some("https://as.example")"#),
+            "{debug}"
+        );
         let err = builder.build().unwrap_err();
         assert!(
             err.is_config() && err.to_string().contains("discover"),

@@ -1,50 +1,5 @@
-//! Finding the token endpoint from the issuer URL alone: authorization server metadata
-//! (RFC 8414) and OpenID Connect Discovery 1.0.
-//!
-//! Most users go through [`ClientCredentialsBuilder::issuer`] and
-//! [`ClientCredentialsBuilder::discover`]:
-//!
-//! ```no_run
-//! use tower_oauth::{ClientCredentials, OAuthLayer};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower_oauth::Error> {
-//! let source = ClientCredentials::builder()
-//!     .issuer("https://auth.example.com")
-//!     .client_id("my-service")
-//!     .client_secret(std::env::var("OAUTH_CLIENT_SECRET").unwrap_or_default())
-//!     .scope("orders.read")
-//!     .discover() // GET .../.well-known/oauth-authorization-server, then openid-configuration
-//!     .await?
-//!     .build()?;
-//! let layer = OAuthLayer::new(source);
-//! # let _ = layer;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # What discovery does
-//!
-//! 1. The issuer URL must be `https` (plain `http` only to a loopback address, or after
-//!    [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)), with no
-//!    query, fragment or user info (RFC 8414 section 2).
-//! 2. It reads the RFC 8414 document first: for the issuer `https://as.example/tenant` that
-//!    is `https://as.example/.well-known/oauth-authorization-server/tenant` (section 3.1).
-//!    If that answers with an error status or with something that is not a JSON object, it
-//!    reads the OpenID Connect document, `https://as.example/tenant/.well-known/openid-configuration`.
-//! 3. The document's `issuer` must be the issuer URL (RFC 8414 section 3.3; a trailing `/`
-//!    on one of them is tolerated), so that a document cannot send the client's secret to
-//!    another server's token endpoint. A mismatch is an error, not a reason to try the
-//!    other document.
-//! 4. `token_endpoint` must be an absolute `https` URL without a fragment (plain `http` as
-//!    for the issuer).
-//! 5. Unless the builder was given an [`auth_method`](ClientCredentialsBuilder::auth_method),
-//!    the method comes from `token_endpoint_auth_methods_supported`: `client_secret_basic`
-//!    if listed (or if the list is absent, RFC 8414's default), else `client_secret_post`.
-//!
-//! Documents are read up to [`MAX_METADATA_LEN`] bytes. Whatever the server sends, the
-//! result is a typed [`Error`] ([`Error::is_discovery`], or [`Error::is_config`] for an
-//! unusable issuer URL), never a panic.
+//! [`AuthorizationServerMetadata`]: fetching and checking an authorization server's
+//! metadata document (RFC 8414, OpenID Connect Discovery 1.0).
 
 use std::fmt;
 use std::time::Duration;
@@ -55,16 +10,15 @@ use reqwest::Url;
 use secrecy::zeroize::Zeroizing;
 use serde_json::{Map, Value};
 
-use crate::Error;
-use crate::client_credentials::{ClientAuth, ClientCredentialsBuilder};
-use crate::http_util::{self, ReadError, is_loopback};
+use super::auth::ClientAuth;
+use super::http::{
+    DEFAULT_TIMEOUT, QUOTE_LIMIT, ReadError, read_limited, require_https_or_loopback,
+    status_and_content_type,
+};
+use crate::error::{Error, clip};
 
 /// The largest metadata document read: 64 KiB.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
-
-/// The timeout of one metadata request made by [`AuthorizationServerMetadata::fetch`]:
-/// 10 seconds.
-pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const RFC8414_SUFFIX: &str = "/.well-known/oauth-authorization-server";
 const OPENID_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -73,6 +27,33 @@ const OPENID_SUFFIX: &str = "/.well-known/openid-configuration";
 /// is the one it was fetched for and its `token_endpoint` is an absolute URL.
 ///
 /// Other members are available raw through [`get`](AuthorizationServerMetadata::get).
+/// Most users do not meet this type: [`ClientCredentialsBuilder::discover`] fetches it
+/// and sets the token endpoint and the client authentication method it finds.
+///
+/// # What discovery does
+///
+/// 1. The issuer URL must be `https` (plain `http` only to a loopback address, or after
+///    [`allow_insecure_http`](super::ClientCredentialsBuilder::allow_insecure_http)), with no
+///    query, fragment or user info (RFC 8414 section 2).
+/// 2. It reads the RFC 8414 document first: for the issuer `https://as.example/tenant` that
+///    is `https://as.example/.well-known/oauth-authorization-server/tenant` (section 3.1).
+///    If that answers with an error status or with something that is not a JSON object, it
+///    reads the OpenID Connect document, `https://as.example/tenant/.well-known/openid-configuration`.
+/// 3. The document's `issuer` must be the issuer URL (RFC 8414 section 3.3; a trailing `/`
+///    on one of them is tolerated), so that a document cannot send the client's secret to
+///    another server's token endpoint. A mismatch is an error, not a reason to try the
+///    other document.
+/// 4. `token_endpoint` must be an absolute `https` URL without a fragment (plain `http` as
+///    for the issuer).
+/// 5. [`ClientCredentialsBuilder::discover`] then takes the client authentication method
+///    from `token_endpoint_auth_methods_supported`, unless one was set
+///    ([`preferred_auth_method`](Self::preferred_auth_method)).
+///
+/// Documents are read up to [`MAX_METADATA_LEN`] bytes. Whatever the server sends, the
+/// result is a typed [`Error`] ([`Error::is_discovery`], or [`Error::is_config`] for an
+/// unusable issuer URL), never a panic.
+///
+/// [`ClientCredentialsBuilder::discover`]: super::ClientCredentialsBuilder::discover
 #[derive(Clone)]
 pub struct AuthorizationServerMetadata {
     issuer: String,
@@ -84,9 +65,10 @@ pub struct AuthorizationServerMetadata {
 
 impl AuthorizationServerMetadata {
     /// Fetches and checks the metadata of `issuer`, RFC 8414 document first, then the
-    /// OpenID Connect one (see the [module docs](self)). The issuer and the token endpoint
-    /// must be `https`, or plain `http` to a loopback address. Each request has a timeout
-    /// of [`DEFAULT_DISCOVERY_TIMEOUT`] and does not follow redirects unless `http` does.
+    /// OpenID Connect one (see [what discovery does](Self#what-discovery-does)). The issuer
+    /// and the token endpoint must be `https`, or plain `http` to a loopback address. Each
+    /// request has a timeout of [`DEFAULT_TIMEOUT`] (10 seconds) and does not follow
+    /// redirects unless `http` does.
     ///
     /// # Errors
     /// [`Error::is_config`] for an unusable issuer URL; [`Error::is_discovery`] if neither
@@ -95,7 +77,7 @@ impl AuthorizationServerMetadata {
         http: &reqwest::Client,
         issuer: &str,
     ) -> Result<AuthorizationServerMetadata, Error> {
-        discover(http, issuer, false, DEFAULT_DISCOVERY_TIMEOUT).await
+        Self::discover(http, issuer, false, DEFAULT_TIMEOUT).await
     }
 
     /// Checks a metadata document (the body of a metadata response) for `issuer`: a JSON
@@ -112,7 +94,7 @@ impl AuthorizationServerMetadata {
             return Err(bad("metadata document over the size limit".into()));
         }
         let document = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
+            Ok(Value::Object(document)) => document,
             Ok(_) => return Err(bad("metadata document is not a JSON object".into())),
             Err(e) => {
                 return Err(Error::discovery(
@@ -122,6 +104,16 @@ impl AuthorizationServerMetadata {
                 ));
             }
         };
+        Self::from_document(issuer, document).map_err(bad)
+    }
+
+    /// Checks a document that is a JSON object (see [`parse`](Self::parse)); `Err` says
+    /// why it is not usable, for the caller to make its error from.
+    fn from_document(
+        issuer: &str,
+        document: Map<String, Value>,
+    ) -> Result<AuthorizationServerMetadata, String> {
+        let bad = |reason: String| reason;
         let meta_issuer = match document.get("issuer") {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(bad("metadata `issuer` is not a string".into())),
@@ -129,8 +121,9 @@ impl AuthorizationServerMetadata {
         };
         if strip_slash(&meta_issuer) != strip_slash(issuer) {
             return Err(bad(format!(
-                "metadata names the issuer `{}`, not `{issuer}` (RFC 8414 section 3.3)",
-                clip(&meta_issuer)
+                "metadata names the issuer `{}`, not `{}` (RFC 8414 section 3.3)",
+                clip(&meta_issuer, QUOTE_LIMIT),
+                clip(issuer, QUOTE_LIMIT)
             )));
         }
         let token_endpoint = match document.get("token_endpoint") {
@@ -141,7 +134,7 @@ impl AuthorizationServerMetadata {
         let token_endpoint = Url::parse(token_endpoint).map_err(|e| {
             bad(format!(
                 "metadata `token_endpoint` `{}` is not an absolute URL: {e}",
-                clip(token_endpoint)
+                clip(token_endpoint, QUOTE_LIMIT)
             ))
         })?;
         if !matches!(token_endpoint.scheme(), "https" | "http")
@@ -150,7 +143,7 @@ impl AuthorizationServerMetadata {
         {
             return Err(bad(format!(
                 "metadata `token_endpoint` `{}` is not an http(s) URL without a fragment",
-                clip(token_endpoint.as_str())
+                clip(token_endpoint.as_str(), QUOTE_LIMIT)
             )));
         }
         let auth_methods = match document.get("token_endpoint_auth_methods_supported") {
@@ -182,6 +175,64 @@ impl AuthorizationServerMetadata {
         })
     }
 
+    /// Fetches and checks the metadata of `issuer` with the https rule relaxed by
+    /// `allow_insecure_http` and a `timeout` per request: [`fetch`](Self::fetch) with the
+    /// settings of a [`ClientCredentialsBuilder`](super::ClientCredentialsBuilder).
+    pub(super) async fn discover(
+        http: &reqwest::Client,
+        issuer: &str,
+        allow_insecure_http: bool,
+        timeout: Duration,
+    ) -> Result<AuthorizationServerMetadata, Error> {
+        let issuer_url = check_issuer(issuer, allow_insecure_http)?;
+        let mut failures = Vec::with_capacity(2);
+        for url in metadata_urls(&issuer_url) {
+            let fetched = get_document(http, &url, timeout).await?;
+            // Parsed once: a JSON object is checked, anything else sends us to the next URL.
+            let document = if fetched.status.is_success() {
+                serde_json::from_slice::<Value>(&fetched.body).ok()
+            } else {
+                None
+            };
+            let Some(Value::Object(document)) = document else {
+                let what = if fetched.status.is_success() {
+                    format!(
+                        "{} with no JSON object{}",
+                        fetched.status,
+                        fetched
+                            .content_type
+                            .as_deref()
+                            .map(|ct| format!(" ({})", clip(ct, QUOTE_LIMIT)))
+                            .unwrap_or_default()
+                    )
+                } else {
+                    fetched.status.to_string()
+                };
+                failures.push((url, fetched.status, what));
+                continue;
+            };
+            let unusable = |reason: String| {
+                Error::discovery(Some(fetched.status), format!("{url}: {reason}"), None)
+            };
+            let mut metadata = Self::from_document(issuer, document).map_err(unusable)?;
+            require_https_or_loopback(&metadata.token_endpoint, allow_insecure_http)
+                .map_err(|reason| unusable(format!("token_endpoint {reason}")))?;
+            metadata.url = Some(url);
+            return Ok(metadata);
+        }
+        let status = failures.last().map(|(_, status, _)| *status);
+        let tried = failures
+            .iter()
+            .map(|(url, _, what)| format!("{url} ({what})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::discovery(
+            status,
+            format!("no metadata document at {tried}"),
+            None,
+        ))
+    }
+
     /// The `issuer`, as the document wrote it.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -202,25 +253,17 @@ impl AuthorizationServerMetadata {
     /// if listed (or if there is no list), else `client_secret_post`; `None` if the server
     /// lists neither.
     pub fn preferred_auth_method(&self) -> Option<ClientAuth> {
-        let Some(methods) = &self.auth_methods else {
-            return Some(ClientAuth::ClientSecretBasic);
-        };
-        if methods.iter().any(|m| m == "client_secret_basic") {
-            Some(ClientAuth::ClientSecretBasic)
-        } else if methods.iter().any(|m| m == "client_secret_post") {
-            Some(ClientAuth::ClientSecretPost)
-        } else {
-            None
-        }
+        [ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost]
+            .into_iter()
+            .find(|&method| self.supports_auth_method(method))
     }
 
     /// Whether the server lists `method` in `token_endpoint_auth_methods_supported`
     /// (`true` for `client_secret_basic` when there is no list).
     pub fn supports_auth_method(&self, method: ClientAuth) -> bool {
-        let name = auth_method_name(method);
         match &self.auth_methods {
             None => method == ClientAuth::ClientSecretBasic,
-            Some(methods) => methods.iter().any(|m| m == name),
+            Some(methods) => methods.iter().any(|m| m == method.as_str()),
         }
     }
 
@@ -252,170 +295,7 @@ impl fmt::Debug for AuthorizationServerMetadata {
     }
 }
 
-pub(crate) fn auth_method_name(method: ClientAuth) -> &'static str {
-    match method {
-        ClientAuth::ClientSecretBasic => "client_secret_basic",
-        ClientAuth::ClientSecretPost => "client_secret_post",
-    }
-}
-
-impl ClientCredentialsBuilder {
-    /// Reads the token endpoint, and the client authentication method unless one was set,
-    /// from the metadata of the [`issuer`](Self::issuer) (RFC 8414, then OpenID Connect
-    /// Discovery; see the [`discovery`](crate::discovery) module), and sets them on the
-    /// builder. One or two `GET` requests with the builder's
-    /// [`http_client`](Self::http_client) (or a new one that does not follow redirects,
-    /// which [`build`](Self::build) then uses) and [`timeout`](Self::timeout).
-    ///
-    /// Without an issuer, with a [`token_url`](Self::token_url) set, there is nothing to
-    /// discover and the builder comes back unchanged, so that code reading either from its
-    /// configuration can always call `discover().await?.build()`.
-    ///
-    /// # Errors
-    /// [`Error::is_config`]: neither or both of issuer and token URL set, an issuer that is
-    /// not an `https` URL (plain `http` to loopback or with
-    /// [`allow_insecure_http`](Self::allow_insecure_http)), a reqwest client that cannot be
-    /// built. [`Error::is_discovery`]: no readable metadata, a document for another issuer,
-    /// a missing or unusable `token_endpoint`, a token endpoint that breaks the `https`
-    /// rule, or no supported client authentication method.
-    pub async fn discover(self) -> Result<Self, Error> {
-        let Some(issuer) = self.issuer_url().map(str::to_owned) else {
-            return if self.has_token_url() {
-                Ok(self)
-            } else {
-                Err(Error::config(
-                    "set the issuer (to discover the token endpoint) or the token_url",
-                ))
-            };
-        };
-        if self.has_token_url() {
-            return Err(Error::config(
-                "token_url is already set (with token_url() or an earlier discover()): \
-                 set the issuer or the token_url, not both",
-            ));
-        }
-        let http = self.http_or_default()?;
-        let metadata = discover(
-            &http,
-            &issuer,
-            self.insecure_http_allowed(),
-            self.timeout_or_default(),
-        )
-        .await?;
-        let auth = match self.explicit_auth_method() {
-            Some(auth) => {
-                if !metadata.supports_auth_method(auth) {
-                    tracing::warn!(
-                        target: "tower_oauth",
-                        issuer = %issuer,
-                        method = auth_method_name(auth),
-                        "the server's metadata does not list the configured client authentication method"
-                    );
-                }
-                auth
-            }
-            None => metadata.preferred_auth_method().ok_or_else(|| {
-                Error::discovery(
-                    None,
-                    format!(
-                        "the token endpoint supports neither client_secret_basic nor \
-                         client_secret_post (it lists: {})",
-                        clip(
-                            &metadata
-                                .token_endpoint_auth_methods_supported()
-                                .unwrap_or_default()
-                                .join(", ")
-                        )
-                    ),
-                    None,
-                )
-            })?,
-        };
-        tracing::debug!(
-            target: "tower_oauth",
-            issuer = %issuer,
-            token_endpoint = %metadata.token_endpoint(),
-            method = auth_method_name(auth),
-            "token endpoint discovered"
-        );
-        Ok(self
-            .discovered(metadata.token_endpoint().as_str(), auth)
-            .http_client(http))
-    }
-}
-
-/// Fetches and checks the metadata of `issuer`; see the module docs.
-pub(crate) async fn discover(
-    http: &reqwest::Client,
-    issuer: &str,
-    allow_insecure_http: bool,
-    timeout: Duration,
-) -> Result<AuthorizationServerMetadata, Error> {
-    let issuer_url = check_issuer(issuer, allow_insecure_http)?;
-    let mut failures = Vec::with_capacity(2);
-    for url in metadata_urls(&issuer_url) {
-        let fetched = get_document(http, &url, timeout).await?;
-        let usable = fetched.status.is_success()
-            && matches!(
-                serde_json::from_slice::<Value>(&fetched.body),
-                Ok(Value::Object(_))
-            );
-        if !usable {
-            let what = if fetched.status.is_success() {
-                format!(
-                    "{} with no JSON object{}",
-                    fetched.status,
-                    fetched
-                        .content_type
-                        .as_deref()
-                        .map(|ct| format!(" ({})", clip(ct)))
-                        .unwrap_or_default()
-                )
-            } else {
-                fetched.status.to_string()
-            };
-            failures.push((url, fetched.status, what));
-            continue;
-        }
-        let mut metadata =
-            AuthorizationServerMetadata::parse(issuer, &fetched.body).map_err(|e| {
-                Error::discovery(
-                    Some(fetched.status),
-                    format!("{url}: {}", reason_of(&e)),
-                    None,
-                )
-            })?;
-        check_endpoint(&metadata.token_endpoint, allow_insecure_http).map_err(|reason| {
-            Error::discovery(
-                Some(fetched.status),
-                format!("{url}: token_endpoint {reason}"),
-                None,
-            )
-        })?;
-        metadata.url = Some(url);
-        return Ok(metadata);
-    }
-    let status = failures.last().map(|(_, status, _)| *status);
-    let tried = failures
-        .iter()
-        .map(|(url, _, what)| format!("{url} ({what})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Err(Error::discovery(
-        status,
-        format!("no metadata document at {tried}"),
-        None,
-    ))
-}
-
-/// The text after "discovery failed: " of a discovery error.
-fn reason_of(e: &Error) -> String {
-    let text = e.to_string();
-    text.strip_prefix("discovery failed: ")
-        .unwrap_or(&text)
-        .to_owned()
-}
-
+/// A metadata response, read within [`MAX_METADATA_LEN`].
 struct Fetched {
     status: StatusCode,
     content_type: Option<String>,
@@ -446,7 +326,7 @@ async fn get_document(
         .send()
         .await
         .map_err(failed)?;
-    let (status, content_type) = http_util::status_and_content_type(&response);
+    let (status, content_type) = status_and_content_type(&response);
     let content_type = content_type.map(str::to_owned);
     let too_large = || {
         Error::discovery(
@@ -455,7 +335,7 @@ async fn get_document(
             None,
         )
     };
-    let body = match http_util::read_limited(&mut response, MAX_METADATA_LEN).await {
+    let body = match read_limited(&mut response, MAX_METADATA_LEN).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => return Err(too_large()),
         Err(ReadError::Failed(e)) => return Err(failed(e)),
@@ -469,8 +349,12 @@ async fn get_document(
 
 /// Parses and checks an issuer URL (RFC 8414 section 2).
 fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<Url, Error> {
-    let url = Url::parse(issuer)
-        .map_err(|e| Error::config(format!("issuer `{}` is not a URL: {e}", clip(issuer))))?;
+    let url = Url::parse(issuer).map_err(|e| {
+        Error::config(format!(
+            "issuer `{}` is not a URL: {e}",
+            clip(issuer, QUOTE_LIMIT)
+        ))
+    })?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::config(
             "the issuer URL must not have a query or fragment (RFC 8414 section 2)",
@@ -479,26 +363,9 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<Url, Error> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::config("the issuer URL must not have user info"));
     }
-    check_endpoint(&url, allow_insecure_http)
+    require_https_or_loopback(&url, allow_insecure_http)
         .map_err(|reason| Error::config(format!("issuer {reason}")))?;
     Ok(url)
-}
-
-/// The https-or-loopback rule of the crate: `Err` says why the URL breaks it.
-fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(), String> {
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(()),
-        "http" if url.host().is_some() && (allow_insecure_http || is_loopback(url)) => Ok(()),
-        "http" => Err(format!(
-            "`{}` must be https (plain http is allowed only to loopback addresses, or with \
-             allow_insecure_http())",
-            clip(url.as_str())
-        )),
-        other => Err(format!(
-            "`{}` has scheme `{other}`, not https",
-            clip(url.as_str())
-        )),
-    }
 }
 
 /// The RFC 8414 and OpenID Connect metadata URLs of an issuer, in that order.
@@ -513,15 +380,6 @@ fn metadata_urls(issuer: &Url) -> [Url; 2] {
 
 fn strip_slash(s: &str) -> &str {
     s.strip_suffix('/').unwrap_or(s)
-}
-
-/// Server-provided text in an error message: at most 200 characters.
-fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(200).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

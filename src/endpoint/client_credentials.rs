@@ -1,0 +1,232 @@
+//! [`ClientCredentials`], the client-credentials grant (RFC 6749 section 4.4) over reqwest,
+//! and its [`TokenSource`] implementation: one token request, its response read within
+//! limits, echoed credentials cut out of any error.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, StatusCode};
+use reqwest::Url;
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::auth::ClientAuth;
+use super::http::{ReadError, read_limited, status_and_content_type};
+use super::response::{ResponseParser, parse_retry_after, redact};
+use crate::error::Error;
+use crate::source::TokenSource;
+use crate::store::CacheKey;
+use crate::token::Token;
+
+/// A [`TokenSource`] for the client-credentials grant (RFC 6749 section 4.4).
+///
+/// Made by [`ClientCredentials::builder`] (or
+/// [`from_env`](ClientCredentials::from_env)).
+///
+/// Each fetch is one `POST` of `grant_type=client_credentials` (with `scope`, `audience`,
+/// `resource` (RFC 8707) and extra parameters as configured) to the token endpoint. The
+/// response is read by a [`ResponseParser`]: at most 64 KiB, tolerant of `expires_in` as a
+/// string, strict about everything else.
+///
+/// `Debug` shows the token URL, client id, scopes and method, never the secret.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    // Set by `ClientCredentialsBuilder::build`, the only way to make one.
+    pub(super) token_url: Url,
+    pub(super) client_id: String,
+    pub(super) client_secret: SecretString,
+    pub(super) auth: ClientAuth,
+    /// `scope`, `audience`, `resource`... in order, without the credentials.
+    pub(super) params: Vec<(String, String)>,
+    pub(super) http: reqwest::Client,
+    pub(super) timeout: Duration,
+    pub(super) parser: ResponseParser,
+}
+
+impl ClientCredentials {
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Url {
+        &self.token_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client authentication method.
+    pub fn auth_method(&self) -> ClientAuth {
+        self.auth
+    }
+
+    /// The form parameters sent besides `grant_type` and the credentials, in order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// The forms in which the credentials leave in a token request: the secret as it is,
+    /// form-urlencoded (RFC 6749 section 2.3.1), and the `Basic` credentials (base64 of
+    /// `urlencode(id):urlencode(secret)`). None of them may come back in an error.
+    fn credential_forms(&self) -> [Zeroizing<String>; 3] {
+        let secret = self.client_secret.expose_secret();
+        let encoded: Zeroizing<String> =
+            Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+        let mut pair = Zeroizing::new(String::new());
+        pair.extend(form_urlencoded::byte_serialize(self.client_id.as_bytes()));
+        pair.push(':');
+        pair.push_str(&encoded);
+        let basic = Zeroizing::new(BASE64.encode(pair.as_bytes()));
+        [Zeroizing::new(secret.to_owned()), encoded, basic]
+    }
+
+    async fn request_token(&self) -> Result<Token, Error> {
+        let issued_at = SystemTime::now();
+        let forms = self.credential_forms();
+        let secrets = [forms[0].as_str(), forms[1].as_str(), forms[2].as_str()];
+        let mut form: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 3);
+        form.push(("grant_type", "client_credentials"));
+        form.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut request = self
+            .http
+            .post(self.token_url.clone())
+            .timeout(self.timeout)
+            .header(ACCEPT, "application/json");
+        match self.auth {
+            ClientAuth::ClientSecretBasic => {
+                let value = Zeroizing::new(format!("Basic {}", &*forms[2]));
+                let mut value = HeaderValue::from_str(&value)
+                    .map_err(|_| Error::config("client credentials cannot be encoded"))?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+            ClientAuth::ClientSecretPost => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", self.client_secret.expose_secret()));
+            }
+        }
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|_| Error::config("form parameters cannot be encoded"))?;
+        let request = request
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::timeout()
+            } else {
+                Error::transport(e.without_url())
+            }
+        })?;
+        let (status, content_type) = status_and_content_type(&response);
+        let content_type = content_type.map(|v| redact(v, &secrets).into_owned());
+        // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
+        // when to come back; the error carries it, whatever the body.
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            _ => None,
+        };
+        let with_retry_after = |error: Error| match retry_after {
+            Some(delay) => error.with_retry_after(delay),
+            None => error,
+        };
+        let limit = self.parser.body_limit();
+        let too_large = || {
+            with_retry_after(Error::invalid_response(
+                status,
+                content_type.as_deref(),
+                "body over the size limit",
+                None,
+            ))
+        };
+        // Holds the access token until it is parsed: zeroed when dropped, on every path.
+        let body = match read_limited(&mut response, limit).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::Failed(e)) if e.is_timeout() => return Err(Error::timeout()),
+            Err(ReadError::Failed(e)) => return Err(Error::transport(e.without_url())),
+        };
+        let token = self
+            .parser
+            .parse_redacting(status, content_type.as_deref(), &body, &secrets)
+            .map_err(with_retry_after)?;
+        tracing::debug!(
+            target: "tower_oauth",
+            %status,
+            expires_in_secs = token.expires_in().as_secs(),
+            "client credentials token issued"
+        );
+        Ok(token.with_issued_at(issued_at))
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn fetch(&self) -> impl Future<Output = Result<Token, Error>> + Send {
+        self.request_token()
+    }
+
+    /// SHA-256 of the token URL, the client id, a SHA-256 of the client secret, the scopes
+    /// (sorted), and the other parameters (`audience`, `resource`...) sorted by name and
+    /// value. The authentication method is left out: it does not change the token.
+    fn cache_key(&self) -> Option<CacheKey> {
+        let mut scopes: Vec<&str> = Vec::new();
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(self.params.len());
+        for (name, value) in &self.params {
+            if name == "scope" {
+                scopes.extend(value.split_ascii_whitespace());
+            } else {
+                params.push((name, value));
+            }
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        params.sort_unstable();
+        let mut key = CacheKey::builder("client_credentials/v1")
+            .field("token_url", self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .secret_field("client_secret", self.client_secret.expose_secret());
+        for scope in scopes {
+            key = key.field("scope", scope);
+        }
+        for (name, value) in params {
+            key = key.field("param", name).field("value", value);
+        }
+        Some(key.build())
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("auth_method", &self.auth)
+            .field("params", &ParamsDebug(&self.params))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Debug` of form parameters: the values of `scope`, `audience` and `resource` are shown;
+/// any other value is redacted, as a parameter set with `param()` may be a credential
+/// (`client_assertion`, say).
+pub(super) struct ParamsDebug<'a>(pub(super) &'a [(String, String)]);
+
+impl fmt::Debug for ParamsDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for (name, value) in self.0 {
+            let shown = match name.as_str() {
+                "scope" | "audience" | "resource" => value.as_str(),
+                _ => "[redacted]",
+            };
+            list.entry(&(name, shown));
+        }
+        list.finish()
+    }
+}
