@@ -1038,3 +1038,133 @@ async fn each_replay_is_traced_without_the_token() {
     assert!(!log.contains("SECRET-TOKEN-VALUE"), "{log}");
     assert!(!log.contains("QUERY-SECRET"), "{log}");
 }
+
+/// Issue: an API that rejects every token (wrong audience, clock skew at the API) must not
+/// turn every request into a token request. 1,000 requests over 10 s (paused clock):
+/// at most 8 token requests; the first rejected request is still sent again once.
+#[tokio::test(start_paused = true)]
+async fn an_api_that_rejects_every_token_costs_at_most_8_token_requests_in_10_s() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let seen = Seen::default();
+    let api = {
+        let seen = seen.clone();
+        service_fn(move |req: Request<String>| {
+            seen.push(auth_of(&req));
+            async move { Ok::<_, BoxError>(status(StatusCode::UNAUTHORIZED)) }
+        })
+    };
+    let mut svc = OAuthLayer::new(counting_source(fetches.clone())).layer(api);
+
+    let start = tokio::time::Instant::now();
+    for i in 0..1_000u32 {
+        tokio::time::sleep_until(start + Duration::from_millis(10) * i).await;
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "request {i}");
+        if i == 0 {
+            assert_eq!(
+                seen.all(),
+                ["Bearer t1", "Bearer t2"],
+                "the first is replayed once"
+            );
+        }
+    }
+    let fetched = fetches.load(Ordering::SeqCst);
+    assert!(fetched <= 8, "{fetched} token requests");
+    // 1 s, 2 s, 4 s steps after the first replay failed: t1, t2, then at 1 s, 3 s, 7 s.
+    assert_eq!(fetched, 5);
+    // Each step's request is sent twice (first and second attempt), the rest once.
+    assert_eq!(seen.count(), 1_000 + 4);
+}
+
+/// After an always-401 spell, an API that accepts tokens again gets a replaced token at
+/// once on its next revocation: an accepted second attempt ends the backoff.
+#[tokio::test(start_paused = true)]
+async fn an_accepted_second_attempt_ends_the_rejection_backoff() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let reject: Arc<Mutex<Vec<String>>> =
+        Arc::new(Mutex::new(vec!["Bearer t1".into(), "Bearer t2".into()]));
+    let api = {
+        let reject = reject.clone();
+        service_fn(move |req: Request<String>| {
+            let auth = auth_of(&req);
+            let rejected = reject.lock().unwrap().contains(&auth);
+            async move {
+                Ok::<_, BoxError>(if rejected {
+                    status(StatusCode::UNAUTHORIZED)
+                } else {
+                    Response::new(auth)
+                })
+            }
+        })
+    };
+    let mut svc = OAuthLayer::new(counting_source(fetches.clone())).layer(api);
+    let mut call = async || {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(Request::new(String::new()))
+            .await
+            .unwrap()
+    };
+    // t1 rejected, replay with t2 rejected too: the backoff starts (1 s).
+    assert_eq!(call().await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(call().await.status(), StatusCode::UNAUTHORIZED, "t2 held");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    // The step is over: t2 dropped, t3 accepted on the second attempt.
+    assert_eq!(call().await.into_body(), "Bearer t3");
+    assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    // t3 revoked right away: replaced at once, no hold.
+    reject.lock().unwrap().push("Bearer t3".into());
+    assert_eq!(call().await.into_body(), "Bearer t4");
+    assert_eq!(fetches.load(Ordering::SeqCst), 4);
+}
+
+/// Issue: `invalidate()` during a fetch in flight: the next request does not get the token
+/// that was asked for before the `invalidate()`.
+#[tokio::test(start_paused = true)]
+async fn invalidate_during_a_fetch_is_not_undone_by_that_fetch() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let fetches = fetches.clone();
+        tower_oauth::source_fn(move || {
+            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Token::new(format!("t{n}"), Duration::from_secs(3600)))
+            }
+        })
+    };
+    let layer = OAuthLayer::new(source);
+    let cache = layer.cache().clone();
+    let early = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    tokio::time::advance(Duration::from_millis(100)).await;
+    cache.invalidate();
+    let svc = layer.layer(service_fn(|req: Request<String>| async move {
+        Ok::<_, BoxError>(Response::new(auth_of(&req)))
+    }));
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(
+        res.into_body(),
+        "Bearer t2",
+        "not the token asked for before"
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    early.await.unwrap().unwrap();
+    assert_eq!(
+        cache
+            .current()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t.access_token()).to_owned()),
+        Some("t2".to_owned()),
+        "the early fetch did not overwrite the later token"
+    );
+}
