@@ -193,3 +193,43 @@ async fn a_token_that_never_expires_is_fetched_once() {
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }
+
+/// Issue: a current-thread runtime used through `block_on`, idle between calls, must not
+/// send an expired token: the timer task cannot run while nothing drives the runtime.
+/// Real clock (an idle runtime is the point): a 2 s token, usable for 1 s; 2.5 s of idling.
+#[test]
+fn an_idle_runtime_does_not_send_an_expired_token() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let fetches = fetches.clone();
+        tower_oauth::source_fn(move || {
+            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok(Token::new(format!("t{n}"), Duration::from_secs(2))) }
+        })
+    };
+    let layer = OAuthLayer::new(source);
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(|req: Request<String>| async move {
+            let auth = req.headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            Ok::<_, tower::BoxError>(Response::new(auth))
+        }));
+    let call = |svc| rt.block_on(tower::ServiceExt::oneshot(svc, Request::new(String::new())));
+    assert_eq!(call(svc.clone()).unwrap().into_body(), "Bearer t1");
+    // Nothing drives the runtime now.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        call(svc.clone()).unwrap().into_body(),
+        "Bearer t2",
+        "t1 expired while the runtime idled"
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}

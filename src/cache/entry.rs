@@ -50,6 +50,9 @@ pub(crate) struct Entry {
     pub(crate) usable_until_wall: SystemTime,
     /// Monotonic time at which the token expires.
     pub(crate) valid_until: Instant,
+    /// `usable_until` on the coarse clock (`clock.rs`), in milliseconds: the hot path's
+    /// guard when the timer task cannot run.
+    usable_until_coarse: u64,
 }
 
 impl Entry {
@@ -80,13 +83,16 @@ impl Entry {
             stored_at: now,
             usable_until_wall,
             valid_until: now + valid_for,
+            usable_until_coarse: super::clock::read_ms()
+                .saturating_add(u64::try_from(usable_for.as_millis()).unwrap_or(u64::MAX)),
         })
     }
 
-    /// True while the timer has not marked the token as due. One atomic read, no clock.
+    /// True while the timer has not marked the token as due and the coarse clock has not
+    /// passed its usable part. Two atomic reads, no clock.
     #[inline]
     pub(crate) fn is_fresh(&self) -> bool {
-        !self.due.load(Ordering::Acquire)
+        !self.due.load(Ordering::Acquire) && super::clock::coarse_ms() < self.usable_until_coarse
     }
 
     /// Marks the token due: requests take the slow path, which reads the clocks.

@@ -60,6 +60,7 @@
 //! - The timer task holds no reference that keeps the cache alive: it ends when the last
 //!   clone of the layer (and of the services it built) is dropped.
 
+mod clock;
 mod config;
 mod entry;
 mod flight;
@@ -105,6 +106,8 @@ struct Shared {
     /// Moved on by each `invalidate()`: a fetch that began before it is not joined, and
     /// its token not stored.
     generation: AtomicU64,
+    /// Keeps the coarse clock moving while this cache lives.
+    _clock: clock::ClockUser,
 }
 
 impl Drop for Shared {
@@ -137,6 +140,7 @@ impl TokenCache {
                 wake: Arc::new(Notify::new()),
                 timer_started: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
+                _clock: clock::ClockUser::new(),
             }),
         }
     }
