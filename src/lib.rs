@@ -91,6 +91,7 @@ pub mod discovery;
 #[cfg(feature = "reqwest")]
 mod env;
 pub mod error;
+pub mod key;
 pub mod future;
 #[cfg(feature = "reqwest")]
 mod http_util;

@@ -20,7 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::store::CacheKey;
+use crate::key::CacheKey;
 use crate::{Error, Token};
 
 /// Fetches a new access token.

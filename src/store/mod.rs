@@ -71,13 +71,12 @@ use tokio::time::Instant;
 use crate::cache::usable_for;
 use crate::{BoxError, Error, Token};
 
-mod key;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod value;
 
-pub use key::{CacheKey, CacheKeyBuilder};
+pub use crate::key::{CacheKey, CacheKeyBuilder};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
