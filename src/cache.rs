@@ -128,7 +128,7 @@ impl Entry {
         drop(header.clone());
         let wall = SystemTime::now();
         let now = Instant::now();
-        let usable_for = usable_for(&token, margin, wall);
+        let usable_for = token.usable_for(margin, wall);
         let expires_at = token.expires_at();
         let usable_until_wall = expires_at
             .checked_sub(margin.min(token.expires_in() / 2))
@@ -161,15 +161,6 @@ impl Entry {
     fn is_valid(&self, wall: SystemTime) -> bool {
         Instant::now() < self.valid_until && wall < self.token.expires_at()
     }
-}
-
-/// How long from `now` a token may be used before it is refreshed: its remaining lifetime
-/// less the refresh margin, where the margin is `min(margin, lifetime / 2)`.
-pub(crate) fn usable_for(token: &Token, margin: Duration, now: SystemTime) -> Duration {
-    let lifetime = token.expires_in();
-    let margin = margin.min(lifetime / 2);
-    let remaining = token.expires_at().duration_since(now).unwrap_or_default();
-    remaining.saturating_sub(margin)
 }
 
 #[derive(Clone, Debug)]

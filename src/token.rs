@@ -20,6 +20,17 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// The longest token lifetime believed: 365 days. [`Token::new`] clamps longer lifetimes
+/// to it, so that every expiry is a representable time, and the token endpoint's
+/// `expires_in` (RFC 6749 section 5.1) is clamped to it by
+/// [`ResponseParser`](crate::response::ResponseParser).
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The longest access token accepted, in bytes: 16 KiB. Longer tokens in a token response
+/// are an error of [`ResponseParser`](crate::response::ResponseParser), and longer tokens
+/// in a shared [`store`](crate::store) are not read.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
 /// The type of an access token, as in `token_type` (RFC 6749 section 7.1).
 ///
 /// [`TokenType::parse`] normalises the case of the types this crate knows, so that
@@ -89,15 +100,16 @@ pub struct Token {
 }
 
 impl Token {
-    /// A `Bearer` token issued now that lives for `expires_in`. Lifetimes over 365 days
-    /// are clamped to 365 days, as [`ResponseParser`](crate::response::ResponseParser)
-    /// clamps them, so that every expiry is a representable time.
+    /// A `Bearer` token issued now that lives for `expires_in`. Lifetimes over
+    /// [`MAX_EXPIRES_IN`] (365 days) are clamped to it, as
+    /// [`ResponseParser`](crate::response::ResponseParser) clamps them, so that every expiry
+    /// is a representable time.
     pub fn new(access_token: impl Into<String>, expires_in: Duration) -> Token {
         Token {
             access_token: SecretString::from(access_token.into()),
             token_type: TokenType::BEARER,
             issued_at: SystemTime::now(),
-            expires_in: expires_in.min(crate::response::MAX_EXPIRES_IN),
+            expires_in: expires_in.min(MAX_EXPIRES_IN),
             scope: None,
         }
     }
@@ -157,6 +169,16 @@ impl Token {
         self.expires_at()
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// How long from `now` (wall clock) the token may be used before it is refreshed: its
+    /// remaining lifetime less the refresh margin, where the margin is
+    /// `min(margin, expires_in / 2)`, so a short-lived token is still used for half its
+    /// lifetime. Zero once that point has passed.
+    pub(crate) fn usable_for(&self, margin: Duration, now: SystemTime) -> Duration {
+        let margin = margin.min(self.expires_in / 2);
+        let remaining = self.expires_at().duration_since(now).unwrap_or_default();
+        remaining.saturating_sub(margin)
     }
 
     /// The `Authorization` header value for this token: `<token_type> <access_token>`.

@@ -68,7 +68,6 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::cache::usable_for;
 use crate::{BoxError, Error, Token};
 
 mod memory;
@@ -381,7 +380,7 @@ impl StoreClient {
         if Some(&seen) == replacing || Some(seen) == *self.rejected_lock() {
             return Ok(None);
         }
-        if usable_for(&token, margin, SystemTime::now()).is_zero() {
+        if token.usable_for(margin, SystemTime::now()).is_zero() {
             return Ok(None);
         }
         Ok(Some(token))
@@ -485,7 +484,7 @@ impl StoreClient {
     }
 
     async fn write(&self, token: &Token, margin: Duration) -> Result<(), Error> {
-        let ttl = usable_for(token, margin, SystemTime::now());
+        let ttl = token.usable_for(margin, SystemTime::now());
         if ttl < Duration::from_millis(1) {
             return Ok(());
         }

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::response::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
+use crate::token::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
 use crate::{Error, Token, TokenType};
 
 /// The largest stored value read, in bytes.
