@@ -120,9 +120,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     fn new(token: Token, margin: Duration) -> Result<Entry, Error> {
-        let mut header = HeaderValue::from_maybe_shared(bytes::Bytes::from(token.header_string()))
-            .map_err(|_| Error::invalid_token())?;
-        header.set_sensitive(true);
+        let header = token.header_value()?;
         // Bytes made from a Vec allocate their shared state on the first clone; do that
         // clone here so that clones on the request path are only a reference count.
         drop(header.clone());

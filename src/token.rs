@@ -18,7 +18,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::Error;
 
 /// The longest token lifetime believed: 365 days. [`Token::new`] clamps longer lifetimes
 /// to it, so that every expiry is a representable time, and the token endpoint's
@@ -181,8 +185,23 @@ impl Token {
         remaining.saturating_sub(margin)
     }
 
-    /// The `Authorization` header value for this token: `<token_type> <access_token>`.
-    pub(crate) fn header_string(&self) -> String {
+    /// The `Authorization` header value for this token, `<token_type> <access_token>`
+    /// (RFC 6750 section 2.1), marked sensitive. The one place where a token is checked
+    /// to fit in a header.
+    ///
+    /// # Errors
+    /// An [`Error`] for which [`Error::is_invalid_response`] is true if the type or the
+    /// token holds a byte a header value cannot carry (a control character such as a line
+    /// break).
+    pub(crate) fn header_value(&self) -> Result<HeaderValue, Error> {
+        let mut header = HeaderValue::from_maybe_shared(Bytes::from(self.header_string()))
+            .map_err(|_| Error::invalid_token())?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+
+    /// `<token_type> <access_token>`.
+    fn header_string(&self) -> String {
         let secret = self.access_token.expose_secret();
         let mut value = String::with_capacity(self.token_type.as_str().len() + 1 + secret.len());
         value.push_str(self.token_type.as_str());
@@ -221,5 +240,30 @@ mod tests {
         assert!(!format!("{token:?}").contains("very-secret-token"));
         assert!(!format!("{token:#?}").contains("very-secret-token"));
         assert_eq!(token.header_string(), "Bearer very-secret-token");
+        let header = token.header_value().unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header, "Bearer very-secret-token");
+        assert!(!format!("{header:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn a_token_that_cannot_go_into_a_header_is_an_error() {
+        let token = Token::new("line\nbreak", Duration::from_secs(60));
+        assert!(token.header_value().unwrap_err().is_invalid_response());
+    }
+
+    #[test]
+    fn usable_for_leaves_the_margin_but_at_least_half_the_lifetime() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let token = Token::new("t", Duration::from_secs(600)).with_issued_at(issued);
+        let margin = Duration::from_secs(60);
+        assert_eq!(token.usable_for(margin, issued), Duration::from_secs(540));
+        let later = issued + Duration::from_secs(500);
+        assert_eq!(token.usable_for(margin, later), Duration::from_secs(40));
+        assert_eq!(token.usable_for(margin, issued + Duration::from_secs(541)), Duration::ZERO);
+        assert_eq!(token.usable_for(margin, issued + Duration::from_secs(9999)), Duration::ZERO);
+        // A 30 s token with a 60 s margin is used for half its lifetime.
+        let short = Token::new("t", Duration::from_secs(30)).with_issued_at(issued);
+        assert_eq!(short.usable_for(margin, issued), Duration::from_secs(15));
     }
 }

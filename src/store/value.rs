@@ -9,7 +9,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -138,12 +137,11 @@ impl Codec {
             Some(scope) => token.with_scope(scope),
             None => token,
         };
-        if HeaderValue::from_str(&token.header_string()).is_err() {
-            return Err(Error::store(
-                "stored token cannot go into an HTTP header",
-                None,
-            ));
-        }
+        // Checked here, not only when the cache takes it, so that a bad stored value
+        // counts as unreadable (the instance fetches its own) rather than failing requests.
+        token
+            .header_value()
+            .map_err(|_| Error::store("stored token cannot go into an HTTP header", None))?;
         Ok(token)
     }
 }
