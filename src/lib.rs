@@ -91,10 +91,10 @@ pub mod discovery;
 #[cfg(feature = "reqwest")]
 mod env;
 pub mod error;
-pub mod key;
 pub mod future;
 #[cfg(feature = "reqwest")]
 mod http_util;
+pub mod key;
 mod layer;
 pub mod origin;
 pub mod replay;

@@ -260,8 +260,14 @@ mod tests {
         assert_eq!(token.usable_for(margin, issued), Duration::from_secs(540));
         let later = issued + Duration::from_secs(500);
         assert_eq!(token.usable_for(margin, later), Duration::from_secs(40));
-        assert_eq!(token.usable_for(margin, issued + Duration::from_secs(541)), Duration::ZERO);
-        assert_eq!(token.usable_for(margin, issued + Duration::from_secs(9999)), Duration::ZERO);
+        assert_eq!(
+            token.usable_for(margin, issued + Duration::from_secs(541)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            token.usable_for(margin, issued + Duration::from_secs(9999)),
+            Duration::ZERO
+        );
         // A 30 s token with a 60 s margin is used for half its lifetime.
         let short = Token::new("t", Duration::from_secs(30)).with_issued_at(issued);
         assert_eq!(short.usable_for(margin, issued), Duration::from_secs(15));
