@@ -117,7 +117,6 @@
 
 mod body;
 mod buffer;
-mod challenge;
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -165,11 +164,9 @@ impl RecoverOn {
         }
         match self {
             RecoverOn::Unauthorized => true,
-            RecoverOn::InvalidToken => response
-                .headers()
-                .get_all(http::header::WWW_AUTHENTICATE)
-                .iter()
-                .any(|value| challenge::says_invalid_token(value.as_bytes())),
+            RecoverOn::InvalidToken => {
+                crate::www_authenticate::is_invalid_token(response.headers())
+            }
             RecoverOn::Never => false,
         }
     }
