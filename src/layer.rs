@@ -5,7 +5,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::cache::{Config, TokenCache};
-use crate::origin::{Origin, Scope};
+use crate::origin::{AttachPolicy, Origin};
 use crate::replay::{RecoverOn, Recovery};
 use crate::store::{StoreOptions, TokenStore};
 use crate::{OAuth, TokenSource};
@@ -31,7 +31,7 @@ use crate::{OAuth, TokenSource};
 pub struct OAuthLayer {
     cache: TokenCache,
     recovery: Arc<Recovery>,
-    scope: Scope,
+    attach: AttachPolicy,
 }
 
 impl OAuthLayer {
@@ -46,7 +46,7 @@ impl OAuthLayer {
             source,
             config: Config::default(),
             recovery: Recovery::default(),
-            scope: Scope::default(),
+            attach: AttachPolicy::default(),
         }
     }
 
@@ -61,7 +61,7 @@ impl<S> Layer<S> for OAuthLayer {
 
     fn layer(&self, inner: S) -> OAuth<S> {
         OAuth::from_parts(inner, self.cache.clone(), self.recovery.clone())
-            .with_scope(self.scope.clone())
+            .with_attach(self.attach.clone())
     }
 }
 
@@ -70,7 +70,7 @@ impl fmt::Debug for OAuthLayer {
         f.debug_struct("OAuthLayer")
             .field("cache", &self.cache)
             .field("recovery", &self.recovery)
-            .field("scope", &self.scope)
+            .field("attach", &self.attach)
             .finish()
     }
 }
@@ -80,7 +80,7 @@ pub struct OAuthLayerBuilder<T> {
     source: T,
     config: Config,
     recovery: Recovery,
-    scope: Scope,
+    attach: AttachPolicy,
 }
 
 impl<T: TokenSource> OAuthLayerBuilder<T> {
@@ -279,7 +279,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// # }
     /// ```
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
-        self.scope.add_origins(origins);
+        self.attach.add_origins(origins);
         self
     }
 
@@ -288,7 +288,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// [`Error`](crate::Error) with [`is_origin_refused`](crate::Error::is_origin_refused),
     /// and the inner service is not called. No effect without allowed origins.
     pub fn refuse_other_origins(mut self) -> Self {
-        self.scope.refuse_others();
+        self.attach.refuse_others();
         self
     }
 
@@ -297,7 +297,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
     /// token fetch. Requests for origins outside
     /// [`allowed_origins`](Self::allowed_origins) are never given the token either way.
     pub fn overwrite_authorization(mut self) -> Self {
-        self.scope.overwrite();
+        self.attach.overwrite();
         self
     }
 
@@ -306,7 +306,7 @@ impl<T: TokenSource> OAuthLayerBuilder<T> {
         OAuthLayer {
             cache: TokenCache::new(self.source, self.config),
             recovery: Arc::new(self.recovery),
-            scope: self.scope,
+            attach: self.attach,
         }
     }
 }
@@ -325,7 +325,7 @@ impl<T> fmt::Debug for OAuthLayerBuilder<T> {
             .field("source", &std::any::type_name::<T>())
             .field("config", &self.config)
             .field("recovery", &self.recovery)
-            .field("scope", &self.scope)
+            .field("attach", &self.attach)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use crate::cache::TokenCache;
 use crate::future::ResponseFuture;
-use crate::origin::{Decision, Scope};
+use crate::origin::{AttachPolicy, Decision};
 use crate::replay::Recovery;
 use crate::{BoxError, OAuthLayer, TokenSource};
 
@@ -23,7 +23,7 @@ pub struct OAuth<S> {
     inner: S,
     cache: TokenCache,
     recovery: Arc<Recovery>,
-    scope: Scope,
+    attach: AttachPolicy,
 }
 
 impl<S> OAuth<S> {
@@ -32,12 +32,12 @@ impl<S> OAuth<S> {
             inner,
             cache,
             recovery,
-            scope: Scope::default(),
+            attach: AttachPolicy::default(),
         }
     }
 
-    pub(crate) fn with_scope(mut self, scope: Scope) -> OAuth<S> {
-        self.scope = scope;
+    pub(crate) fn with_attach(mut self, attach: AttachPolicy) -> OAuth<S> {
+        self.attach = attach;
         self
     }
 
@@ -85,13 +85,13 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.scope.decide(&req) {
+        match self.attach.decide(&req) {
             Decision::Attach => {}
             // Not for us to authorize: sent as it is, no token, no fetch.
             Decision::PassThrough => return ResponseFuture::called(self.inner.call(req)),
             Decision::Refuse => {
                 // The "token" future fails at once; the ready service stays here, unused.
-                let error = Scope::refusal(&req);
+                let error = AttachPolicy::refusal(&req);
                 let fail = Box::pin(std::future::ready(Err(error)));
                 return ResponseFuture::waiting(fail, req, self.inner.clone(), None);
             }
