@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+use crate::BoxError;
 
 /// Why no token could be had.
 ///
@@ -189,9 +189,11 @@ impl Error {
         matches!(self.inner.kind, Kind::TokenEndpoint(_))
     }
 
-    /// The token endpoint answered with something that is not a token response: not JSON,
+    /// The token endpoint answered with something that is not a token response (not JSON,
     /// an HTML error page, a body over the size limit, a missing `access_token`, a negative
-    /// `expires_in`, an access token that cannot be a header value. [`Error::status`] and [`Error::content_type`] say what came back.
+    /// `expires_in`), or a token, from any [`TokenSource`](crate::TokenSource), cannot be a
+    /// header value (a control character in its type or value). For a token endpoint's
+    /// answer, [`Error::status`] and [`Error::content_type`] say what came back.
     pub fn is_invalid_response(&self) -> bool {
         matches!(
             self.inner.kind,
