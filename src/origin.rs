@@ -86,7 +86,7 @@ use std::sync::Arc;
 use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A web origin: scheme (`http` or `https`), host and port (RFC 6454).
 ///

@@ -21,9 +21,10 @@ use super::TokenStore;
 use super::options::StoreOptions;
 use super::value::Codec;
 use super::warn::WarnLimiter;
+use crate::BoxError;
+use crate::error::Error;
 use crate::key::CacheKey;
 use crate::token::Token;
-use crate::{BoxError, Error};
 
 /// The first pause of an instance waiting for another one's token: 10 milliseconds.
 const FIRST_POLL: Duration = Duration::from_millis(10);

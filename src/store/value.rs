@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::token::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
-use crate::{Error, Token, TokenType};
+use crate::error::Error;
+use crate::token::{MAX_EXPIRES_IN, MAX_TOKEN_LEN, Token, TokenType};
 
 /// The largest stored value read, in bytes.
 const MAX_VALUE_LEN: usize = 2 * MAX_TOKEN_LEN + 1024;
@@ -166,7 +166,7 @@ mod sealed {
     use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 
     use super::{NONCE_LEN, SEALED};
-    use crate::Error;
+    use crate::error::Error;
 
     /// A 256-bit key that seals the tokens kept in a shared store with AES-256-GCM, so a
     /// dump of the store does not hand out bearer tokens.
