@@ -53,7 +53,11 @@
 //! The client secret and access tokens are kept in [`secrecy::SecretString`]s, zeroed when
 //! dropped, and so is the crate's buffer of a token response. Copies handed to other
 //! crates are out of its reach: the `HeaderValue` the layer sends (it is `Bytes`), the
-//! token request reqwest sends, and the HTTP clients' I/O buffers.
+//! token request reqwest sends, and the HTTP clients' I/O buffers. With a shared
+//! [`store`], the crate's own copies of a token on its way to and from the store are
+//! plain, not zeroed: the JSON value it writes and reads (sealed only if an
+//! `EncryptionKey` is set, and then plain before sealing and after opening), the bytes
+//! the store client hands over, and the values a [`store::MemoryStore`] keeps in memory.
 //!
 //! No `Debug` or `Display` output, error or tracing event of this crate shows a secret or
 //! a token, and the errors [`ClientCredentials`] makes from token-endpoint responses have
@@ -86,6 +90,7 @@ pub mod body;
 pub mod cache;
 pub mod endpoint;
 pub mod error;
+pub mod key;
 mod macros;
 pub mod oauth;
 pub mod origin;

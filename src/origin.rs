@@ -1,4 +1,4 @@
-//! Origin scoping: which requests get the token.
+//! Origins, and the attach policy: which requests get the token.
 //!
 //! A bearer token works for whoever holds it, so it should go only to the servers it was
 //! issued for. With [`OAuthLayerBuilder::allowed_origins`](crate::OAuthLayerBuilder::allowed_origins)
@@ -86,7 +86,7 @@ use std::sync::Arc;
 use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A web origin: scheme (`http` or `https`), host and port (RFC 6454).
 ///
@@ -128,13 +128,7 @@ impl Origin {
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("it has a path or a query"));
         }
-        let https = if scheme.eq_ignore_ascii_case("https") {
-            true
-        } else if scheme.eq_ignore_ascii_case("http") {
-            false
-        } else {
-            return Err(bad("the scheme is not http or https"));
-        };
+        let https = is_https(scheme).ok_or_else(|| bad("the scheme is not http or https"))?;
         if authority.host().is_empty() {
             return Err(bad("no host"));
         }
@@ -210,18 +204,24 @@ fn default_port(https: bool) -> u16 {
     if https { 443 } else { 80 }
 }
 
+/// `Some(true)` for `https`, `Some(false)` for `http` (any case), `None` for any other
+/// scheme.
+#[inline]
+fn is_https(scheme: &str) -> Option<bool> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Whether the URI is `https` (or `http`), and its authority; `None` for relative URIs and
 /// other schemes.
 #[inline]
 fn uri_parts(uri: &Uri) -> Option<(bool, &http::uri::Authority)> {
-    let scheme = uri.scheme_str()?;
-    let https = if scheme.eq_ignore_ascii_case("https") {
-        true
-    } else if scheme.eq_ignore_ascii_case("http") {
-        false
-    } else {
-        return None;
-    };
+    let https = is_https(uri.scheme_str()?)?;
     Some((https, uri.authority()?))
 }
 
@@ -254,7 +254,12 @@ impl fmt::Debug for Origin {
     }
 }
 
-/// Which requests get the token: the layer's origin and `Authorization` options.
+/// Which requests get the token: the layer's origin and `Authorization` options
+/// ([`allowed_origins`](crate::OAuthLayerBuilder::allowed_origins),
+/// [`refuse_other_origins`](crate::OAuthLayerBuilder::refuse_other_origins),
+/// [`overwrite_authorization`](crate::OAuthLayerBuilder::overwrite_authorization)).
+///
+/// Not "scope": in this crate that word is the OAuth scope of a token (RFC 6749 section 3.3).
 #[derive(Clone, Default)]
 pub(crate) struct AttachPolicy {
     /// `None`: every origin.
@@ -292,23 +297,40 @@ impl AttachPolicy {
         self.overwrite = true;
     }
 
-    /// Decides for one request: without origins, one `Option` check and a header lookup.
+    /// Decides for one request. Without origins (the default) this is one pointer test
+    /// and, unless `overwrite_authorization` is set, one look at the header map: a request
+    /// without headers costs a length test, and only a request with headers pays for the
+    /// `Authorization` lookup. The origin check is out of line.
     #[inline]
     pub(crate) fn decide<B>(&self, req: &Request<B>) -> Decision {
-        if let Some(origins) = &self.origins
-            && !origins.iter().any(|o| o.matches(req.uri()))
-        {
+        if let Some(origins) = &self.origins {
+            return self.decide_by_origin(origins, req);
+        }
+        self.decide_by_header(req)
+    }
+
+    /// Attach, unless the request carries its own `Authorization` and overwrite is off.
+    #[inline]
+    fn decide_by_header<B>(&self, req: &Request<B>) -> Decision {
+        let headers = req.headers();
+        if self.overwrite || headers.is_empty() || !headers.contains_key(AUTHORIZATION) {
+            Decision::Attach
+        } else {
+            Decision::PassThrough
+        }
+    }
+
+    /// The decision with allowed origins: their check first, then the header's.
+    #[inline(never)]
+    fn decide_by_origin<B>(&self, origins: &[Origin], req: &Request<B>) -> Decision {
+        if !origins.iter().any(|o| o.matches(req.uri())) {
             return if self.refuse_others {
                 Decision::Refuse
             } else {
                 Decision::PassThrough
             };
         }
-        if !self.overwrite && !req.headers().is_empty() && req.headers().contains_key(AUTHORIZATION)
-        {
-            return Decision::PassThrough;
-        }
-        Decision::Attach
+        self.decide_by_header(req)
     }
 
     /// The error for a refused request: names the request's origin, nothing else of it.
@@ -412,35 +434,43 @@ mod tests {
             }
             b.body(()).unwrap()
         };
-        let decide = |scope: &AttachPolicy, u: &str, auth: bool| match scope.decide(&req(u, auth)) {
+        let decide = |policy: &AttachPolicy, u: &str, auth: bool| match policy.decide(&req(u, auth))
+        {
             Decision::Attach => "attach",
             Decision::PassThrough => "pass",
             Decision::Refuse => "refuse",
         };
 
-        let mut scope = AttachPolicy::default();
-        assert_eq!(decide(&scope, "https://any.example/", false), "attach");
-        assert_eq!(decide(&scope, "/relative", false), "attach");
-        assert_eq!(decide(&scope, "https://any.example/", true), "pass");
-        scope.overwrite();
-        assert_eq!(decide(&scope, "https://any.example/", true), "attach");
+        let mut policy = AttachPolicy::default();
+        assert_eq!(decide(&policy, "https://any.example/", false), "attach");
+        assert_eq!(decide(&policy, "/relative", false), "attach");
+        assert_eq!(decide(&policy, "https://any.example/", true), "pass");
+        // Other headers, no Authorization: the lookup runs and finds nothing.
+        let with_headers = Request::post("https://any.example/")
+            .header("content-type", "application/json")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        assert!(matches!(policy.decide(&with_headers), Decision::Attach));
+        policy.overwrite();
+        assert_eq!(decide(&policy, "https://any.example/", true), "attach");
 
-        let mut scope = AttachPolicy::default();
-        scope.add_origins([Origin::parse("https://a.example").unwrap()]);
-        scope.add_origins([
+        let mut policy = AttachPolicy::default();
+        policy.add_origins([Origin::parse("https://a.example").unwrap()]);
+        policy.add_origins([
             Origin::parse("https://b.example:8443").unwrap(),
             Origin::parse("https://a.example:443").unwrap(),
         ]);
-        assert_eq!(scope.origins.as_deref().unwrap().len(), 2);
-        assert_eq!(decide(&scope, "https://a.example/x", false), "attach");
-        assert_eq!(decide(&scope, "https://b.example:8443/x", false), "attach");
-        assert_eq!(decide(&scope, "https://b.example/x", false), "pass");
-        assert_eq!(decide(&scope, "/relative", false), "pass");
-        assert_eq!(decide(&scope, "https://a.example/x", true), "pass");
-        scope.refuse_others();
-        assert_eq!(decide(&scope, "https://c.example/x", false), "refuse");
-        assert_eq!(decide(&scope, "https://c.example/x", true), "refuse");
-        assert_eq!(decide(&scope, "https://a.example/x", true), "pass");
+        assert_eq!(policy.origins.as_deref().unwrap().len(), 2);
+        assert_eq!(decide(&policy, "https://a.example/x", false), "attach");
+        assert_eq!(decide(&policy, "https://b.example:8443/x", false), "attach");
+        assert_eq!(decide(&policy, "https://b.example/x", false), "pass");
+        assert_eq!(decide(&policy, "/relative", false), "pass");
+        assert_eq!(decide(&policy, "https://a.example/x", true), "pass");
+        policy.refuse_others();
+        assert_eq!(decide(&policy, "https://c.example/x", false), "refuse");
+        assert_eq!(decide(&policy, "https://c.example/x", true), "refuse");
+        assert_eq!(decide(&policy, "https://a.example/x", true), "pass");
 
         let mut nothing = AttachPolicy::default();
         nothing.add_origins([]);

@@ -20,8 +20,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::store::CacheKey;
-use crate::{Error, Token};
+use crate::error::Error;
+use crate::key::CacheKey;
+use crate::token::Token;
 
 /// Fetches a new access token.
 ///

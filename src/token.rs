@@ -18,7 +18,22 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::Error;
+
+/// The longest token lifetime believed: 365 days. [`Token::new`] clamps longer lifetimes
+/// to it, so that every expiry is a representable time, and the token endpoint's
+/// `expires_in` (RFC 6749 section 5.1) is clamped to it by
+/// [`ResponseParser`](crate::endpoint::ResponseParser).
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The longest access token accepted, in bytes: 16 KiB. Longer tokens in a token response
+/// are an error of [`ResponseParser`](crate::endpoint::ResponseParser), and longer tokens
+/// in a shared [`store`](crate::store) are not read.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// The type of an access token, as in `token_type` (RFC 6749 section 7.1).
 ///
@@ -89,15 +104,16 @@ pub struct Token {
 }
 
 impl Token {
-    /// A `Bearer` token issued now that lives for `expires_in`. Lifetimes over 365 days
-    /// are clamped to 365 days, as [`ResponseParser`](crate::endpoint::ResponseParser)
-    /// clamps them, so that every expiry is a representable time.
+    /// A `Bearer` token issued now that lives for `expires_in`. Lifetimes over
+    /// [`MAX_EXPIRES_IN`] (365 days) are clamped to it, as
+    /// [`ResponseParser`](crate::endpoint::ResponseParser) clamps them, so that every expiry
+    /// is a representable time.
     pub fn new(access_token: impl Into<String>, expires_in: Duration) -> Token {
         Token {
             access_token: SecretString::from(access_token.into()),
             token_type: TokenType::BEARER,
             issued_at: SystemTime::now(),
-            expires_in: expires_in.min(crate::endpoint::MAX_EXPIRES_IN),
+            expires_in: expires_in.min(MAX_EXPIRES_IN),
             scope: None,
         }
     }
@@ -159,8 +175,33 @@ impl Token {
             .unwrap_or(Duration::ZERO)
     }
 
-    /// The `Authorization` header value for this token: `<token_type> <access_token>`.
-    pub(crate) fn header_string(&self) -> String {
+    /// How long from `now` (wall clock) the token may be used before it is refreshed: its
+    /// remaining lifetime less the refresh margin, where the margin is
+    /// `min(margin, expires_in / 2)`, so a short-lived token is still used for half its
+    /// lifetime. Zero once that point has passed.
+    pub(crate) fn usable_for(&self, margin: Duration, now: SystemTime) -> Duration {
+        let margin = margin.min(self.expires_in / 2);
+        let remaining = self.expires_at().duration_since(now).unwrap_or_default();
+        remaining.saturating_sub(margin)
+    }
+
+    /// The `Authorization` header value for this token, `<token_type> <access_token>`
+    /// (RFC 6750 section 2.1), marked sensitive. The one place where a token is checked
+    /// to fit in a header.
+    ///
+    /// # Errors
+    /// An [`Error`] for which [`Error::is_invalid_response`] is true if the type or the
+    /// token holds a byte a header value cannot carry (a control character such as a line
+    /// break).
+    pub(crate) fn header_value(&self) -> Result<HeaderValue, Error> {
+        let mut header = HeaderValue::from_maybe_shared(Bytes::from(self.header_string()))
+            .map_err(|_| Error::invalid_token())?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+
+    /// `<token_type> <access_token>`.
+    fn header_string(&self) -> String {
         let secret = self.access_token.expose_secret();
         let mut value = String::with_capacity(self.token_type.as_str().len() + 1 + secret.len());
         value.push_str(self.token_type.as_str());
@@ -199,5 +240,36 @@ mod tests {
         assert!(!format!("{token:?}").contains("very-secret-token"));
         assert!(!format!("{token:#?}").contains("very-secret-token"));
         assert_eq!(token.header_string(), "Bearer very-secret-token");
+        let header = token.header_value().unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header, "Bearer very-secret-token");
+        assert!(!format!("{header:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn a_token_that_cannot_go_into_a_header_is_an_error() {
+        let token = Token::new("line\nbreak", Duration::from_secs(60));
+        assert!(token.header_value().unwrap_err().is_invalid_response());
+    }
+
+    #[test]
+    fn usable_for_leaves_the_margin_but_at_least_half_the_lifetime() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let token = Token::new("t", Duration::from_secs(600)).with_issued_at(issued);
+        let margin = Duration::from_secs(60);
+        assert_eq!(token.usable_for(margin, issued), Duration::from_secs(540));
+        let later = issued + Duration::from_secs(500);
+        assert_eq!(token.usable_for(margin, later), Duration::from_secs(40));
+        assert_eq!(
+            token.usable_for(margin, issued + Duration::from_secs(541)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            token.usable_for(margin, issued + Duration::from_secs(9999)),
+            Duration::ZERO
+        );
+        // A 30 s token with a 60 s margin is used for half its lifetime.
+        let short = Token::new("t", Duration::from_secs(30)).with_issued_at(issued);
+        assert_eq!(short.usable_for(margin, issued), Duration::from_secs(15));
     }
 }

@@ -1,7 +1,9 @@
 //! Fuzzes the `WWW-Authenticate` parser (RFC 9110 section 11.6.1).
 //!
 //! Beyond "never panics": whatever parses is written back out in canonical form, which must
-//! parse again to the same challenges.
+//! parse again to the same challenges; and the allocation-free scan of the 401 path
+//! (`is_invalid_token_value`) must give the parser's answer on every value that parses,
+//! and on its canonical form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,10 +41,14 @@ fn serialize(challenges: &[Challenge]) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // Never panics, whatever the input.
+    let scanned = www_authenticate::is_invalid_token_value(data);
     let Ok(challenges) = www_authenticate::parse(data) else {
         return;
     };
     assert!(data.len() <= MAX_VALUE_LEN);
+    let parsed = challenges.iter().any(Challenge::is_invalid_token);
+    assert_eq!(scanned, parsed, "scan and parser disagree on {data:?}");
     for c in &challenges {
         assert!(!c.scheme().is_empty() && c.scheme().bytes().all(is_tchar));
         assert!(c.token68().is_none() || c.params().is_empty());
@@ -56,5 +62,10 @@ fuzz_target!(|data: &[u8]| {
         let reparsed = www_authenticate::parse(again.as_bytes())
             .unwrap_or_else(|e| panic!("canonical form does not parse: {e}: {again:?}"));
         assert_eq!(reparsed, challenges, "{again:?}");
+        assert_eq!(
+            www_authenticate::is_invalid_token_value(again.as_bytes()),
+            parsed,
+            "scan and parser disagree on {again:?}"
+        );
     }
 });

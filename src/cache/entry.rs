@@ -61,14 +61,12 @@ impl Entry {
     /// # Errors
     /// [`Error::is_invalid_response`]: the token cannot be an HTTP header value.
     pub(crate) fn new(token: Token, margin: Duration, wall: SystemTime) -> Result<Entry, Error> {
-        let mut header = HeaderValue::from_maybe_shared(bytes::Bytes::from(token.header_string()))
-            .map_err(|_| Error::invalid_token())?;
-        header.set_sensitive(true);
+        let header = token.header_value()?;
         // Bytes made from a Vec allocate their shared state on the first clone; do that
         // clone here so that clones on the request path are only a reference count.
         drop(header.clone());
         let now = Instant::now();
-        let usable_for = usable_for(&token, margin, wall);
+        let usable_for = token.usable_for(margin, wall);
         let expires_at = token.expires_at();
         let usable_until_wall = expires_at
             .checked_sub(margin.min(token.expires_in() / 2))
@@ -109,13 +107,4 @@ impl Entry {
     pub(crate) fn is_valid(&self, wall: SystemTime) -> bool {
         Instant::now() < self.valid_until && wall < self.token.expires_at()
     }
-}
-
-/// How long from `now` a token may be used before it is refreshed: its remaining lifetime
-/// less the refresh margin, where the margin is `min(margin, lifetime / 2)`.
-pub(crate) fn usable_for(token: &Token, margin: Duration, now: SystemTime) -> Duration {
-    let lifetime = token.expires_in();
-    let margin = margin.min(lifetime / 2);
-    let remaining = token.expires_at().duration_since(now).unwrap_or_default();
-    remaining.saturating_sub(margin)
 }

@@ -88,7 +88,7 @@ pub use config::{
     DEFAULT_REFRESH_AHEAD_JITTER, DEFAULT_REFRESH_MARGIN, DEFAULT_RETRY_BASE, DEFAULT_RETRY_JITTER,
     DEFAULT_RETRY_MAX,
 };
-pub(crate) use entry::{Entry, TokenId, usable_for};
+pub(crate) use entry::{Entry, TokenId};
 use flight::{Flight, Want};
 pub(crate) use rejection::Rejected;
 

@@ -17,8 +17,8 @@ use super::auth::ClientAuth;
 use super::http::{ReadError, read_limited, status_and_content_type};
 use super::response::{ResponseParser, parse_retry_after, redact};
 use crate::error::Error;
+use crate::key::CacheKey;
 use crate::source::TokenSource;
-use crate::store::CacheKey;
 use crate::token::Token;
 
 /// A [`TokenSource`] for the client-credentials grant (RFC 6749 section 4.4).

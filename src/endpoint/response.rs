@@ -14,12 +14,9 @@ use crate::token::{Token, TokenType};
 /// The default lifetime of a token whose response has no `expires_in` (or null, or 0):
 /// 300 seconds.
 pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(300);
-/// The longest lifetime believed: larger `expires_in` values are clamped to 365 days.
-pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(365 * 24 * 3600);
+pub use crate::token::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
 /// The largest response body read: 64 KiB.
 pub const MAX_BODY_LEN: usize = 64 * 1024;
-/// The longest access token accepted: 16 KiB.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Reads token endpoint responses, tolerantly where servers differ and strictly where a
 /// wrong reading would be unsafe.

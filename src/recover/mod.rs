@@ -119,7 +119,6 @@
 //! second attempt is an `INFO` event that says why; a 401 to the second attempt is a `WARN`
 //! event.
 
-mod challenge;
 mod copy;
 mod policy;
 

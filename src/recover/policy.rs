@@ -67,10 +67,7 @@ impl RecoverOn {
         }
         match self {
             RecoverOn::Unauthorized => true,
-            RecoverOn::InvalidToken => headers
-                .get_all(http::header::WWW_AUTHENTICATE)
-                .iter()
-                .any(|value| super::challenge::says_invalid_token(value.as_bytes())),
+            RecoverOn::InvalidToken => crate::www_authenticate::is_invalid_token(headers),
             RecoverOn::Never => false,
         }
     }

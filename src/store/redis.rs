@@ -7,7 +7,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::TokenStore;
-use crate::{BoxError, Error};
+use crate::BoxError;
+use crate::error::Error;
 
 /// Deletes `KEYS[1]` only if its value is `ARGV[1]`, atomically (one script).
 static DELETE_IF: LazyLock<redis::Script> = LazyLock::new(|| {

@@ -1,9 +1,15 @@
 //! The fleet-wide single flight on tokio's paused clock, with in-memory and failing stores.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use secrecy::ExposeSecret;
+use tokio::time::Instant;
+
+use super::client::MAX_POLL;
 use super::*;
-use crate::{OAuthLayer, TokenSource, source_fn};
+use crate::{BoxError, OAuthLayer, Token, TokenSource, source_fn};
 
 const LIFETIME: Duration = Duration::from_secs(600);
 
@@ -355,16 +361,6 @@ async fn a_wrong_encryption_key_is_a_typed_error_then_a_refetch() {
     assert!(err.is_store(), "{err}");
     assert_eq!(secret(&b.cache().token().await.unwrap()), "tok-2");
     assert_eq!(count.load(Ordering::SeqCst), 2);
-}
-
-#[test]
-fn warnings_are_rate_limited() {
-    let limiter = WarnLimiter::new();
-    let error = Error::store("call timed out", None);
-    assert!(limiter.warn(&error, "first"));
-    assert!(!limiter.warn(&error, "second"));
-    assert!(!limiter.warn(&error, "third"));
-    assert_eq!(limiter.suppressed.load(Ordering::Relaxed), 2);
 }
 
 #[test]

@@ -9,12 +9,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::{MAX_EXPIRES_IN, MAX_TOKEN_LEN};
-use crate::{Error, Token, TokenType};
+use crate::error::Error;
+use crate::token::{MAX_EXPIRES_IN, MAX_TOKEN_LEN, Token, TokenType};
 
 /// The largest stored value read, in bytes.
 const MAX_VALUE_LEN: usize = 2 * MAX_TOKEN_LEN + 1024;
@@ -138,12 +137,11 @@ impl Codec {
             Some(scope) => token.with_scope(scope),
             None => token,
         };
-        if HeaderValue::from_str(&token.header_string()).is_err() {
-            return Err(Error::store(
-                "stored token cannot go into an HTTP header",
-                None,
-            ));
-        }
+        // Checked here, not only when the cache takes it, so that a bad stored value
+        // counts as unreadable (the instance fetches its own) rather than failing requests.
+        token
+            .header_value()
+            .map_err(|_| Error::store("stored token cannot go into an HTTP header", None))?;
         Ok(token)
     }
 }
@@ -168,7 +166,7 @@ mod sealed {
     use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 
     use super::{NONCE_LEN, SEALED};
-    use crate::Error;
+    use crate::error::Error;
 
     /// A 256-bit key that seals the tokens kept in a shared store with AES-256-GCM, so a
     /// dump of the store does not hand out bearer tokens.

@@ -1,4 +1,22 @@
 //! The identity of a token: what makes two sources get the same token, hashed.
+//!
+//! A [`CacheKey`] names a token in a shared [`TokenStore`](crate::store::TokenStore).
+//! [`TokenSource`](crate::TokenSource)s give theirs from
+//! [`cache_key`](crate::TokenSource::cache_key); the store module re-exports both types,
+//! so `tower_oauth::store::CacheKey` is the same type.
+//!
+//! ```
+//! use tower_oauth::key::CacheKey;
+//!
+//! let key = CacheKey::builder("vault")
+//!     .field("path", "secret/data/api")
+//!     .secret_field("role_secret", "s3cr3t")
+//!     .build();
+//! assert_eq!(key, tower_oauth::store::CacheKey::builder("vault")
+//!     .field("path", "secret/data/api")
+//!     .secret_field("role_secret", "s3cr3t")
+//!     .build());
+//! ```
 
 use std::fmt;
 
@@ -19,7 +37,7 @@ use sha2::{Digest, Sha256};
 /// length-prefixed, so `("ab", "c")` and `("a", "bc")` never collide.
 ///
 /// ```
-/// use tower_oauth::store::CacheKey;
+/// use tower_oauth::key::CacheKey;
 ///
 /// let a = CacheKey::builder("vault").field("path", "secret/data/api").build();
 /// let b = CacheKey::builder("vault").field("path", "secret/data/other").build();

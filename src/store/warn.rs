@@ -1,0 +1,72 @@
+//! Rate-limited `warn` events for store failures: a store that is down does not flood the
+//! logs with one event per refresh.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// At most one `warn` event every this long per cache; the others are `debug`.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// At most one `warn` event per [`WARN_EVERY`]; the others go to `debug`, and the next
+/// `warn` says how many there were (`suppressed`).
+pub(super) struct WarnLimiter {
+    start: Instant,
+    /// Milliseconds since `start` before which no `warn` is emitted.
+    next_ms: AtomicU64,
+    /// Events sent to `debug` since the last `warn`.
+    suppressed: AtomicU64,
+}
+
+impl WarnLimiter {
+    pub(super) fn new() -> WarnLimiter {
+        WarnLimiter {
+            start: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Reports `error` with the message `what`: as a `warn` event if none went out in the
+    /// last [`WARN_EVERY`], otherwise as a `debug` event.
+    pub(super) fn warn(&self, error: &Error, what: &'static str) {
+        let now = self.start.elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        let loud = now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + WARN_EVERY.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if loud {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(target: "tower_oauth", %error, suppressed, "{what}");
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "tower_oauth", %error, "{what}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let limiter = WarnLimiter::new();
+        let error = Error::store("call timed out", None);
+        let suppressed = || limiter.suppressed.load(Ordering::Relaxed);
+        limiter.warn(&error, "first");
+        assert_eq!(suppressed(), 0, "the first one is a warn");
+        limiter.warn(&error, "second");
+        assert_eq!(suppressed(), 1, "the second one is a debug");
+        limiter.warn(&error, "third");
+        assert_eq!(suppressed(), 2);
+    }
+}
