@@ -85,8 +85,9 @@ pub(crate) use config::WallClock;
 pub use config::{
     DEFAULT_FAILURE_WINDOW, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD_FRACTION,
     DEFAULT_REFRESH_AHEAD_JITTER, DEFAULT_REFRESH_MARGIN, DEFAULT_RETRY_BASE, DEFAULT_RETRY_JITTER,
-    DEFAULT_RETRY_MAX,
+    DEFAULT_RETRY_MAX, MIN_FETCH_TIMEOUT, MIN_REFRESH_AHEAD,
 };
+pub(crate) use config::MAX_HOLD;
 pub(crate) use entry::{Entry, TokenId, usable_for};
 use flight::{Flight, Want};
 pub(crate) use rejection::Rejected;
