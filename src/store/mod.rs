@@ -97,6 +97,10 @@ const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(250);
 /// At most one `warn` event every this long per cache; the others are `debug`.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// The shortest store call timeout: 1 millisecond.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest lock TTL and lock wait: one day (and no `Instant` overflow).
+const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
 
 /// A key-value store shared by the instances of a service, where they keep one token.
 ///
@@ -240,7 +244,8 @@ impl StoreOptions {
     }
 
     /// How long one call to the store may take (default 250 ms). A call that takes longer
-    /// counts as a failure: the instance fetches a token on its own.
+    /// counts as a failure: the instance fetches a token on its own. At least 1
+    /// millisecond (zero means 1 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -249,14 +254,16 @@ impl StoreOptions {
     /// How long the fleet-wide refresh lock lives if its holder never releases it (it
     /// died). Default: the layer's fetch timeout plus 2 seconds (12 seconds with the
     /// default fetch timeout). Keep it above the fetch timeout, or a slow fetch lets a
-    /// second instance fetch too.
+    /// second instance fetch too. From 1 millisecond to one day (`Duration::MAX` means one
+    /// day).
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = Some(ttl);
         self
     }
 
     /// How long an instance waits for the token another instance is fetching before it
-    /// fetches one on its own. Default: the lock TTL plus 1 second.
+    /// fetches one on its own. Default: the lock TTL plus 1 second. At most one day
+    /// (`Duration::MAX` means one day).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = Some(wait);
         self
@@ -300,17 +307,18 @@ impl StoreConfig {
         let key = format!("{}{}", options.prefix, key.to_hex());
         let lock_ttl = options
             .lock_ttl
-            .unwrap_or(fetch_timeout + Duration::from_secs(2))
-            .max(Duration::from_millis(1));
+            .unwrap_or(fetch_timeout.saturating_add(Duration::from_secs(2)))
+            .clamp(Duration::from_millis(1), MAX_LOCK);
         Some(Arc::new(StoreClient {
             store,
             lock_key: format!("{key}:lock"),
             key,
-            timeout: options.timeout,
+            timeout: options.timeout.max(MIN_TIMEOUT),
             lock_ttl,
             lock_wait: options
                 .lock_wait
-                .unwrap_or(lock_ttl + Duration::from_secs(1)),
+                .unwrap_or(lock_ttl + Duration::from_secs(1))
+                .min(MAX_LOCK),
             codec: Codec {
                 #[cfg(feature = "encryption")]
                 key: options.encryption_key.clone(),
@@ -421,7 +429,8 @@ impl StoreClient {
             return self.fallback(&error, fetch).await;
         }
         let owner = hex::encode(owner);
-        let deadline = Instant::now() + self.lock_wait;
+        let now = Instant::now();
+        let deadline = now.checked_add(self.lock_wait).unwrap_or(now);
         let mut pause = FIRST_POLL;
         loop {
             let lock = self
