@@ -174,4 +174,23 @@ mod tests {
         assert_eq!(backoff(&config, 3, 1.0), secs(2));
         assert_eq!(backoff(&config, 10, 1.0), secs(30));
     }
+
+    #[test]
+    fn share_and_after_never_panic() {
+        // 200 days less a minute, with nanoseconds that round up in an f64: the
+        // `usable.mul_f64(1.0)` the timer used to take was larger than `usable`.
+        let usable = Duration::new(200 * 24 * 3600 - 60, 999_999_999);
+        assert!(usable.mul_f64(1.0) > usable);
+        assert_eq!(share(usable, 1.0), usable);
+        assert!(share(usable, 1.0 - f64::EPSILON) <= usable);
+        for f in [f64::NAN, -1.0, 0.0, f64::NEG_INFINITY] {
+            assert_eq!(share(usable, f), Duration::ZERO);
+        }
+        assert_eq!(share(usable, f64::INFINITY), usable);
+        assert_eq!(share(Duration::MAX, 0.5), Duration::MAX.mul_f64(0.5));
+
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + secs(365 * 24 * 3600));
+        assert_eq!(after(now, secs(5)), now + secs(5));
+    }
 }
