@@ -152,8 +152,7 @@ async fn refresh_ahead_fraction_zero_makes_one_token_request_per_token() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn refresh_ahead_fraction_one_with_a_200_day_token_refreshes_at_the_end_of_the_usable_part()
-{
+async fn refresh_ahead_fraction_one_with_a_200_day_token_refreshes_at_the_end_of_the_usable_part() {
     count_panics();
     let lifetime = secs(200 * 24 * 3600);
     let endpoint = Counting::new(lifetime);
@@ -363,7 +362,11 @@ async fn run(s: Settings) {
     let count = holding.len();
     holding.sort();
     holding.dedup();
-    assert_eq!(holding.len(), count, "a token caused two requests: {fetches:?}");
+    assert_eq!(
+        holding.len(),
+        count,
+        "a token caused two requests: {fetches:?}"
+    );
     assert!(holding.iter().all(Option::is_some), "{fetches:?}");
 
     // And no sooner than the floor after the one before (margin as the layer clamps it).

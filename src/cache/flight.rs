@@ -223,7 +223,8 @@ impl TokenCache {
                 let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
                 let backoff = backoff(config, flight.failures, fastrand::f64());
                 let now = Instant::now();
-                let hold = |d: Duration| after(now, d.max(retry_after.unwrap_or_default()).min(MAX_HOLD));
+                let hold =
+                    |d: Duration| after(now, d.max(retry_after.unwrap_or_default()).min(MAX_HOLD));
                 flight.retry_at = Some(hold(backoff));
                 flight.quiet_until = Some(hold(config.failure_window));
             }

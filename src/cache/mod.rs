@@ -80,6 +80,7 @@ use crate::store::StoreClient;
 use crate::token::Token;
 
 pub(crate) use config::Config;
+pub(crate) use config::MAX_HOLD;
 #[cfg(test)]
 pub(crate) use config::WallClock;
 pub use config::{
@@ -87,7 +88,6 @@ pub use config::{
     DEFAULT_REFRESH_AHEAD_JITTER, DEFAULT_REFRESH_MARGIN, DEFAULT_RETRY_BASE, DEFAULT_RETRY_JITTER,
     DEFAULT_RETRY_MAX, MIN_FETCH_TIMEOUT, MIN_REFRESH_AHEAD,
 };
-pub(crate) use config::MAX_HOLD;
 pub(crate) use entry::{Entry, TokenId, usable_for};
 use flight::{Flight, Want};
 pub(crate) use rejection::Rejected;
