@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use crate::store::StoreConfig;
 
 /// The default refresh margin: 60 seconds.
@@ -29,6 +31,40 @@ pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(1);
 /// The longest delay a failure can put off the next fetch: one day, whatever the
 /// configuration or a `Retry-After` say (and no `Instant` overflow).
 pub(crate) const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// The shortest fetch timeout: 1 millisecond. (A zero timeout would fail every fetch that
+/// is not ready on its first poll.)
+pub const MIN_FETCH_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The earliest a background refresh starts after its token was stored: 1 second, and at
+/// least 1% of the token's usable part (or at the end of the usable part, if that comes
+/// sooner). Whatever `refresh_ahead_fraction` and `refresh_ahead_jitter` say, one token
+/// never causes more than one refresh, and a fleet of short-lived tokens no more than one
+/// token request a second each.
+pub const MIN_REFRESH_AHEAD: Duration = Duration::from_secs(1);
+
+/// How far ahead [`after`] puts a time that would overflow `Instant`: 30 years, as tokio's
+/// own "far future".
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + d`, never a panic: a sum that overflows `Instant` is [`FAR_FUTURE`] from `now`.
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// `fraction` of `d`, never a panic: a fraction that is NaN or not above 0 gives zero, one
+/// of 1 or more gives `d`.
+pub(crate) fn share(d: Duration, fraction: f64) -> Duration {
+    if fraction.is_nan() || fraction <= 0.0 {
+        Duration::ZERO
+    } else if fraction >= 1.0 {
+        d
+    } else {
+        d.mul_f64(fraction).min(d)
+    }
+}
 
 /// What a [`TokenCache`](super::TokenCache) is built with; set through
 /// [`OAuthLayerBuilder`](crate::OAuthLayerBuilder).
@@ -81,7 +117,7 @@ pub(crate) fn backoff(config: &Config, failures: u32, random: f64) -> Duration {
         .retry_base
         .saturating_mul(1 << doublings)
         .min(config.retry_max);
-    step.saturating_sub(step.mul_f64(config.retry_jitter * random))
+    step.saturating_sub(share(step, config.retry_jitter * random))
 }
 
 /// The wall clock the cache judges expiry by: `SystemTime::now`, or a stand-in in tests.
@@ -137,5 +173,24 @@ mod tests {
         assert_eq!(backoff(&config, 3, 0.5), secs(3));
         assert_eq!(backoff(&config, 3, 1.0), secs(2));
         assert_eq!(backoff(&config, 10, 1.0), secs(30));
+    }
+
+    #[test]
+    fn share_and_after_never_panic() {
+        // 200 days less a minute, with nanoseconds that round up in an f64: the
+        // `usable.mul_f64(1.0)` the timer used to take was larger than `usable`.
+        let usable = Duration::new(200 * 24 * 3600 - 60, 999_999_999);
+        assert!(usable.mul_f64(1.0) > usable);
+        assert_eq!(share(usable, 1.0), usable);
+        assert!(share(usable, 1.0 - f64::EPSILON) <= usable);
+        for f in [f64::NAN, -1.0, 0.0, f64::NEG_INFINITY] {
+            assert_eq!(share(usable, f), Duration::ZERO);
+        }
+        assert_eq!(share(usable, f64::INFINITY), usable);
+        assert_eq!(share(Duration::MAX, 0.5), Duration::MAX.mul_f64(0.5));
+
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + secs(365 * 24 * 3600));
+        assert_eq!(after(now, secs(5)), now + secs(5));
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use super::config::after;
 use crate::error::Error;
 use crate::token::Token;
 
@@ -76,11 +77,11 @@ impl Entry {
             id: TokenId::next(),
             token,
             header,
-            usable_until: now + usable_for,
+            usable_until: after(now, usable_for),
             due: AtomicBool::new(usable_for.is_zero()),
             stored_at: now,
             usable_until_wall,
-            valid_until: now + valid_for,
+            valid_until: after(now, valid_for),
             usable_until_coarse: super::clock::read_ms()
                 .saturating_add(u64::try_from(usable_for.as_millis()).unwrap_or(u64::MAX)),
         })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::config::{MAX_HOLD, backoff};
+use super::config::{MAX_HOLD, after, backoff};
 use super::entry::{Entry, TokenId};
 use super::rejection::Rejections;
 use super::{TokenCache, timer};
@@ -223,7 +223,8 @@ impl TokenCache {
                 let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
                 let backoff = backoff(config, flight.failures, fastrand::f64());
                 let now = Instant::now();
-                let hold = |d: Duration| now + d.max(retry_after.unwrap_or_default()).min(MAX_HOLD);
+                let hold =
+                    |d: Duration| after(now, d.max(retry_after.unwrap_or_default()).min(MAX_HOLD));
                 flight.retry_at = Some(hold(backoff));
                 flight.quiet_until = Some(hold(config.failure_window));
             }

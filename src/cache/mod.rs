@@ -39,6 +39,9 @@
 //! left; `L - M` is its usable part. By default the timer task starts one background
 //! refresh once 75% of the usable part has passed, moved earlier by a random jitter of up
 //! to 10% of the usable part, so that a fleet started together does not refresh together.
+//! Whatever the settings, it starts no sooner than 1 second (and 1% of the usable part)
+//! after the token was stored, and no later than the end of the usable part
+//! ([`MIN_REFRESH_AHEAD`]): one token never causes more than one refresh.
 //! Requests go on using the current token meanwhile: in steady state no request waits for
 //! the token endpoint. See [`OAuthLayerBuilder::refresh_ahead`](crate::OAuthLayerBuilder::refresh_ahead).
 //!
@@ -81,12 +84,13 @@ use crate::store::StoreClient;
 use crate::token::Token;
 
 pub(crate) use config::Config;
+pub(crate) use config::MAX_HOLD;
 #[cfg(test)]
 pub(crate) use config::WallClock;
 pub use config::{
     DEFAULT_FAILURE_WINDOW, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD_FRACTION,
     DEFAULT_REFRESH_AHEAD_JITTER, DEFAULT_REFRESH_MARGIN, DEFAULT_RETRY_BASE, DEFAULT_RETRY_JITTER,
-    DEFAULT_RETRY_MAX,
+    DEFAULT_RETRY_MAX, MIN_FETCH_TIMEOUT, MIN_REFRESH_AHEAD,
 };
 pub(crate) use entry::{Entry, TokenId};
 use flight::{Flight, Want};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::TokenCache;
-use super::config::{MAX_HOLD, backoff};
+use super::config::{MAX_HOLD, after, backoff};
 use super::entry::TokenId;
 
 /// What became of a rejected token.
@@ -75,7 +75,7 @@ impl TokenCache {
         rejections.last = Some(used);
         rejections.streak = rejections.streak.saturating_add(1);
         let step = backoff(config, rejections.streak, 0.0).min(MAX_HOLD);
-        rejections.hold_until = Some(Instant::now() + step.max(Duration::from_millis(1)));
+        rejections.hold_until = Some(after(Instant::now(), step.max(Duration::from_millis(1))));
         tracing::warn!(
             target: "tower_oauth",
             in_a_row = rejections.streak,

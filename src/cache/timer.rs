@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::config::Config;
+use super::config::{Config, MIN_REFRESH_AHEAD, after, share};
 use super::entry::Entry;
 use super::flight::Outcome;
 use super::{Shared, TokenCache};
@@ -27,18 +27,24 @@ struct Plan {
 }
 
 impl Plan {
+    /// The refresh starts `refresh_ahead_fraction` into the usable part, less the jitter,
+    /// but not sooner than [`MIN_REFRESH_AHEAD`] (or 1% of the usable part) after the token
+    /// was stored, nor later than the end of the usable part. Saturating arithmetic: no
+    /// setting and no lifetime makes this panic.
     fn new(entry: &Arc<Entry>, config: &Config, random: f64) -> Plan {
         let usable = entry
             .usable_until
             .saturating_duration_since(entry.stored_at);
-        let jitter = usable.mul_f64(config.refresh_ahead_jitter * random);
-        let ahead = usable
-            .mul_f64(config.refresh_ahead_fraction)
-            .saturating_sub(jitter);
-        let early = usable - ahead;
+        let jitter = share(usable, config.refresh_ahead_jitter * random);
+        let floor = MIN_REFRESH_AHEAD.max(usable / 100).min(usable);
+        let ahead = share(usable, config.refresh_ahead_fraction)
+            .saturating_sub(jitter)
+            .max(floor)
+            .min(usable);
+        let early = usable.saturating_sub(ahead);
         Plan {
             entry: Arc::downgrade(entry),
-            refresh_at: entry.stored_at + ahead,
+            refresh_at: after(entry.stored_at, ahead),
             refresh_at_wall: entry
                 .usable_until_wall
                 .checked_sub(early)
@@ -147,7 +153,7 @@ impl TokenCache {
             }
         }
         if watch_wall {
-            let check = now + WALL_CLOCK_CHECK;
+            let check = after(now, WALL_CLOCK_CHECK);
             next = Some(next.map_or(check, |n| n.min(check)));
         }
         next

@@ -104,6 +104,9 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// request. Requests that find the token due wait for the single fetch of a new one;
     /// with [`refresh_ahead`](Self::refresh_ahead) (the default) that fetch has usually
     /// happened in the background well before.
+    ///
+    /// Every value works: zero uses a token until it expires (requests then wait for the
+    /// next), `Duration::MAX` refreshes each token halfway through its lifetime.
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.config.refresh_margin = margin;
         self
@@ -114,8 +117,11 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// the fetch's own, independent of any caller's deadline. With a shared
     /// [`store`](Self::store), waiting for another instance's token comes on top, bounded
     /// by the store's `lock_wait` and its per-call timeout.
+    ///
+    /// Clamped to 1 millisecond ([`MIN_FETCH_TIMEOUT`](crate::cache::MIN_FETCH_TIMEOUT))
+    /// at least and one day at most (so `Duration::MAX` means one day).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout;
+        self.config.fetch_timeout = timeout.clamp(cache::MIN_FETCH_TIMEOUT, cache::MAX_HOLD);
         self
     }
 
@@ -255,8 +261,13 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     }
 
     /// The share of a token's usable part after which the background refresh starts,
-    /// from 0.0 (at once) to 1.0 (at the end of the usable part). Default 0.75. Values out
-    /// of range are clamped; NaN means the default.
+    /// from 0.0 (as soon as allowed) to 1.0 (at the end of the usable part). Default 0.75.
+    /// Values out of range are clamped; NaN means the default.
+    ///
+    /// Whatever the fraction and the [jitter](Self::refresh_ahead_jitter), the refresh never
+    /// starts sooner than 1 second ([`MIN_REFRESH_AHEAD`](crate::cache::MIN_REFRESH_AHEAD))
+    /// and 1% of the usable part after the token was stored (or at the end of the usable
+    /// part, if that is sooner): each token causes at most one refresh.
     pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
         self.config.refresh_ahead_fraction =
             unit_fraction(fraction, cache::DEFAULT_REFRESH_AHEAD_FRACTION);
@@ -266,7 +277,8 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// The largest share of a token's usable part by which the background refresh starts
     /// earlier, drawn at random for each token so that a fleet started together does not
     /// refresh together. Default 0.10; 0.0 turns the jitter off. Values out of range are
-    /// clamped; NaN means the default.
+    /// clamped; NaN means the default. The refresh still starts no sooner than the floor
+    /// of [`refresh_ahead_fraction`](Self::refresh_ahead_fraction).
     pub fn refresh_ahead_jitter(mut self, fraction: f64) -> Self {
         self.config.refresh_ahead_jitter =
             unit_fraction(fraction, cache::DEFAULT_REFRESH_AHEAD_JITTER);
@@ -275,16 +287,17 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
 
     /// The retry delays after failed token fetches: `base` after the first failure,
     /// doubling with each failure in a row, never more than `max`. Default 1 second and
-    /// 60 seconds. `base` is at least 1 millisecond, `max` at least `base`.
+    /// 60 seconds. `base` is at least 1 millisecond, `max` at least `base`, and both at
+    /// most one day.
     ///
     /// While a valid token is in hand, a failed background refresh is tried again after
     /// that delay, or after the token endpoint's `Retry-After` (on 429 and 503) if that is
     /// longer, up to `max`; the endpoint sees one request per step. The current token is
     /// used meanwhile, even past its usable part, as long as it has not expired.
     pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
-        let base = base.max(Duration::from_millis(1));
+        let base = base.clamp(Duration::from_millis(1), cache::MAX_HOLD);
         self.config.retry_base = base;
-        self.config.retry_max = max.max(base);
+        self.config.retry_max = max.clamp(base, cache::MAX_HOLD);
         self
     }
 
@@ -302,9 +315,9 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// requests against a failing endpoint makes one token request. A `Retry-After` of the
     /// token endpoint (on 429 and 503) lengthens the window, up to the backoff maximum
     /// ([`retry_backoff`](Self::retry_backoff)). Zero: every request finding no token
-    /// tries again.
+    /// tries again. At most one day (`Duration::MAX` means one day).
     pub fn failure_window(mut self, window: Duration) -> Self {
-        self.config.failure_window = window;
+        self.config.failure_window = window.min(cache::MAX_HOLD);
         self
     }
 

@@ -26,6 +26,11 @@ use crate::error::Error;
 use crate::key::CacheKey;
 use crate::token::Token;
 
+/// The shortest store call timeout: 1 millisecond.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest lock TTL and lock wait: one day (and no `Instant` overflow).
+const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
+
 /// The first pause of an instance waiting for another one's token: 10 milliseconds.
 const FIRST_POLL: Duration = Duration::from_millis(10);
 /// The longest pause between two polls of a waiting instance: 250 milliseconds.
@@ -102,17 +107,18 @@ impl StoreConfig {
         let key = format!("{}{}", options.prefix, key.to_hex());
         let lock_ttl = options
             .lock_ttl
-            .unwrap_or(fetch_timeout + Duration::from_secs(2))
-            .max(Duration::from_millis(1));
+            .unwrap_or(fetch_timeout.saturating_add(Duration::from_secs(2)))
+            .clamp(Duration::from_millis(1), MAX_LOCK);
         Some(Arc::new(StoreClient {
             store,
             lock_key: format!("{key}:lock"),
             key,
-            timeout: options.timeout,
+            timeout: options.timeout.max(MIN_TIMEOUT),
             lock_ttl,
             lock_wait: options
                 .lock_wait
-                .unwrap_or(lock_ttl + Duration::from_secs(1)),
+                .unwrap_or(lock_ttl + Duration::from_secs(1))
+                .min(MAX_LOCK),
             codec: Codec {
                 #[cfg(feature = "encryption")]
                 key: options.encryption_key.clone(),
@@ -226,7 +232,8 @@ impl StoreClient {
             return Turn::Alone(Error::store("no randomness for a lock owner", None));
         }
         let owner = hex::encode(owner);
-        let deadline = Instant::now() + self.lock_wait;
+        let now = Instant::now();
+        let deadline = now.checked_add(self.lock_wait).unwrap_or(now);
         let mut pause = FIRST_POLL;
         loop {
             let lock = self

@@ -104,7 +104,7 @@ impl TokenStore for MemoryStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BoxError> {
-        let until = Instant::now() + ttl;
+        let until = expiry(Instant::now(), ttl);
         self.lock().insert(key.to_owned(), (value.to_vec(), until));
         Ok(())
     }
@@ -120,7 +120,7 @@ impl TokenStore for MemoryStore {
         if entries.get(key).is_some_and(|(_, until)| *until > now) {
             return Ok(false);
         }
-        entries.insert(key.to_owned(), (value.to_vec(), now + ttl));
+        entries.insert(key.to_owned(), (value.to_vec(), expiry(now, ttl)));
         Ok(true)
     }
 
@@ -143,4 +143,12 @@ impl fmt::Debug for MemoryStore {
             .field("entries", &self.len())
             .finish()
     }
+}
+
+/// When an entry set at `now` with `ttl` expires; a TTL past what `Instant` can hold never
+/// does (in practice).
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }

@@ -69,7 +69,8 @@ impl StoreOptions {
     }
 
     /// How long one call to the store may take (default 250 ms). A call that takes longer
-    /// counts as a failure: the instance fetches a token on its own.
+    /// counts as a failure: the instance fetches a token on its own. At least 1
+    /// millisecond (zero means 1 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -78,14 +79,16 @@ impl StoreOptions {
     /// How long the fleet-wide refresh lock lives if its holder never releases it (it
     /// died). Default: the layer's fetch timeout plus 2 seconds (12 seconds with the
     /// default fetch timeout). Keep it above the fetch timeout, or a slow fetch lets a
-    /// second instance fetch too.
+    /// second instance fetch too. From 1 millisecond to one day (`Duration::MAX` means one
+    /// day).
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = Some(ttl);
         self
     }
 
     /// How long an instance waits for the token another instance is fetching before it
-    /// fetches one on its own. Default: the lock TTL plus 1 second.
+    /// fetches one on its own. Default: the lock TTL plus 1 second. At most one day
+    /// (`Duration::MAX` means one day).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = Some(wait);
         self
