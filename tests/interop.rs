@@ -6,10 +6,7 @@
 //! Needs Node: without it each test prints why it skips and passes; with `CI` set it
 //! panics instead. Each test starts its own provider on a free loopback port.
 
-#[path = "support/introspection_api.rs"]
-mod introspection_api;
-#[path = "support/oidc_provider.rs"]
-mod oidc_provider;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +22,10 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_oauth::discovery::AuthorizationServerMetadata;
 use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuth, OAuthLayer};
 
-use introspection_api::IntrospectionApi;
-use oidc_provider::{API_CLIENT, BASIC_CLIENT, POST_CLIENT, Provider, RESOURCE, WEIRD_CLIENT};
+use support::introspection_api::IntrospectionApi;
+use support::oidc_provider::{
+    API_CLIENT, BASIC_CLIENT, POST_CLIENT, Provider, RESOURCE, WEIRD_CLIENT,
+};
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 type Api = OAuth<HttpClient>;

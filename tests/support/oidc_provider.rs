@@ -1,7 +1,7 @@
 //! Starts the interop authorization server, `tests/interop/provider.mjs` (a pinned,
 //! OpenID-certified `oidc-provider`), on a free loopback port, for tests.
 //!
-//! Use it with `#[path = "support/oidc_provider.rs"] mod oidc_provider;`.
+//! Integration tests reach it as `support::oidc_provider` (`mod support;`).
 //!
 //! [`Provider::start`] runs `npm ci` in `tests/interop` once if `node_modules` is
 //! missing, spawns `node provider.mjs` with `PORT=0`, reads its `LISTENING <issuer>` line
