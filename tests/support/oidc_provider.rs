@@ -8,7 +8,8 @@
 //! and waits until the discovery document answers. The process is killed when the
 //! [`Provider`] is dropped. Without Node (or when `npm ci` fails) it returns `None` after
 //! printing why, so the test can return early; with the env var `CI` set it panics
-//! instead, so CI never skips the suite.
+//! instead, so CI never skips the suite. (The tests that use it are `#[ignore]`d, so
+//! `cargo test` reports them as not run; `cargo test -- --include-ignored` runs them.)
 #![allow(dead_code)]
 
 use std::collections::HashMap;
