@@ -27,16 +27,17 @@ use http::{HeaderValue, Request, Response};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_oauth::{OAuthLayer, Token, source_fn};
 
-/// Sends `iters` requests through `svc`, one after the other, and times them. Each request
-/// is built, waits for `ready`, is called, and its response awaited and dropped.
-pub async fn drive<S, B>(mut svc: S, body: fn() -> B, iters: u64) -> Duration
+/// Sends `iters` requests made by `request` through `svc`, one after the other, and times
+/// them. Each request is built, waits for `ready`, is called, and its response awaited and
+/// dropped.
+pub async fn drive<S, B>(mut svc: S, request: impl Fn() -> Request<B>, iters: u64) -> Duration
 where
     S: Service<Request<B>>,
     S::Error: std::fmt::Debug,
 {
     let start = Instant::now();
     for _ in 0..iters {
-        let req = Request::new(body());
+        let req = request();
         let ready = svc.ready().await.expect("ready");
         let res = ready.call(req).await.expect("response");
         std::hint::black_box(res);
