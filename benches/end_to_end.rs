@@ -289,10 +289,12 @@ fn main() {
 
     get.bench(&mut c, &rt);
     post.bench(&mut c, &rt);
-    // Not in criterion's test mode (`cargo test --benches`), nor when another bench was
-    // asked for by name.
+    // Not in criterion's test mode, nor when another bench was asked for by name. `cargo
+    // bench` passes `--bench`; `cargo test --benches` passes nothing, and criterion then
+    // runs each bench once.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let test_mode = args.iter().any(|a| a == "--test" || a == "--list");
+    let test_mode =
+        !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test" || a == "--list");
     if !test_mode && !filtered_out(&args) {
         get.paired(&rt);
         post.paired(&rt);
