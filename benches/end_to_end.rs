@@ -4,17 +4,21 @@
 //!
 //! The stacks: `no_header` (the client alone), `static_header` (tower-http
 //! `SetRequestHeader` with a fixed `Authorization` value) and `oauth` (`OAuthLayer` with a
-//! warm cache). Each request is a `GET` with an `Empty<Bytes>` body; its response body is
-//! read to the end so the connection goes back to the pool.
+//! warm cache). Two groups: `end_to_end`, each request a `GET` with an `Empty<Bytes>` body,
+//! and `end_to_end/post`, each request the realistic `POST` of the other benches
+//! (`content-type`, `accept` and `user-agent` headers made at run time once and cloned per
+//! request, a small JSON `Full<Bytes>` body), on a client of its own. Every response body
+//! is read to the end so the connection goes back to the pool.
 //!
 //! The server runs on a runtime of its own (one worker thread), the client on another (one
 //! worker thread), as two processes on one machine would.
 //!
-//! After criterion's group, a paired comparison: [`ROUNDS`] rounds of [`PER_ROUND`]
-//! requests with the static header and with `OAuth<S>`, one after the other (alternating
-//! which goes first), and the throughput ratio of each round. On a machine whose load
-//! drifts, the ratio within a round is steadier than the ratio of two criterion runs made
-//! seconds apart. It prints one `paired:` line (read by `scripts/bench.sh`).
+//! After criterion's groups, a paired comparison per request shape: [`ROUNDS`] rounds of
+//! [`PER_ROUND`] requests with the static header and with `OAuth<S>`, one after the other
+//! (alternating which goes first), and the throughput ratio of each round. On a machine
+//! whose load drifts, the ratio within a round is steadier than the ratio of two criterion
+//! runs made seconds apart. It prints one `paired:` line per shape (read by
+//! `scripts/bench.sh`).
 //!
 //! Run: `cargo bench --bench end_to_end`.
 
@@ -27,9 +31,10 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{oauth_layer, static_header_layer, warm};
+use common::{oauth_layer, post_to, static_header_layer, warm};
 use criterion::{Criterion, SamplingMode, Throughput};
-use http::{Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body::Body;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -40,6 +45,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
+use tower_http::set_header::SetRequestHeader;
+use tower_oauth::{OAuth, OAuthLayer};
 
 /// Requests in flight at once.
 const CONCURRENCY: u64 = 64;
@@ -81,16 +88,15 @@ fn start_server(rt: &Runtime) -> SocketAddr {
     })
 }
 
-/// Sends `n` requests through `svc` one after the other, reading each response body.
-async fn drive<S>(mut svc: S, uri: Uri, n: u64)
+/// Sends `n` requests made by `request` through `svc` one after the other, reading each
+/// response body.
+async fn drive<S, B>(mut svc: S, request: impl Fn() -> Request<B>, n: u64)
 where
-    S: Service<Request<Empty<Bytes>>, Response = Response<Incoming>>,
+    S: Service<Request<B>, Response = Response<Incoming>>,
     S::Error: Into<BoxError>,
 {
     for _ in 0..n {
-        let req = Request::get(uri.clone())
-            .body(Empty::new())
-            .expect("request");
+        let req = request();
         let res = svc
             .ready()
             .await
@@ -105,18 +111,20 @@ where
     }
 }
 
-/// Sends `iters` requests from [`CONCURRENCY`] tasks, and times them.
-async fn drive_many<S>(svc: S, uri: Uri, iters: u64) -> Duration
+/// Sends `iters` requests made by `request` from [`CONCURRENCY`] tasks, and times them.
+async fn drive_many<S, B, R>(svc: S, request: R, iters: u64) -> Duration
 where
-    S: Service<Request<Empty<Bytes>>, Response = Response<Incoming>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<Incoming>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
+    B: Send + 'static,
+    R: Fn() -> Request<B> + Clone + Send + 'static,
 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
         .map(|i| {
             let n = iters / CONCURRENCY + u64::from(i < iters % CONCURRENCY);
-            tokio::spawn(drive(svc.clone(), uri.clone(), n))
+            tokio::spawn(drive(svc.clone(), request.clone(), n))
         })
         .collect();
     for task in tasks {
@@ -125,97 +133,104 @@ where
     start.elapsed()
 }
 
-/// The stacks under test, over one client and one server.
-struct Setup {
-    _server_rt: Runtime,
-    rt: Runtime,
-    uri: Uri,
-    no_header: Client<HttpConnector, Empty<Bytes>>,
-    static_header: tower_http::set_header::SetRequestHeader<
-        Client<HttpConnector, Empty<Bytes>>,
-        http::HeaderValue,
-    >,
-    oauth: tower_oauth::OAuth<Client<HttpConnector, Empty<Bytes>>>,
+/// The three stacks over one client whose requests have a body of type `B`, and how to
+/// make a request.
+struct Stacks<B, R> {
+    name: &'static str,
+    request: R,
+    no_header: Client<HttpConnector, B>,
+    static_header: SetRequestHeader<Client<HttpConnector, B>, HeaderValue>,
+    oauth: OAuth<Client<HttpConnector, B>>,
 }
 
-fn setup() -> Setup {
-    let server_rt = runtime();
-    let addr = start_server(&server_rt);
-    let uri: Uri = format!("http://{addr}/api").parse().expect("uri");
-
-    let rt = runtime();
-    let client = rt.block_on(async {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector)
-    });
-    let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
-    rt.block_on(warm(&oauth));
-
-    Setup {
-        _server_rt: server_rt,
-        uri,
-        no_header: client.clone(),
-        static_header: static_header_layer().layer(client.clone()),
-        oauth: oauth.layer(client),
-        rt,
+impl<B, R> Stacks<B, R>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    R: Fn() -> Request<B> + Clone + Send + 'static,
+    OAuth<Client<HttpConnector, B>>: Service<Request<B>, Response = Response<Incoming>>,
+    <OAuth<Client<HttpConnector, B>> as Service<Request<B>>>::Future: Send,
+    <OAuth<Client<HttpConnector, B>> as Service<Request<B>>>::Error: Into<BoxError>,
+{
+    fn new(name: &'static str, rt: &Runtime, layer: &OAuthLayer, request: R) -> Self {
+        let client = rt.block_on(async {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new()).build::<_, B>(connector)
+        });
+        Stacks {
+            name,
+            request,
+            no_header: client.clone(),
+            static_header: static_header_layer().layer(client.clone()),
+            oauth: layer.layer(client),
+        }
     }
-}
 
-fn end_to_end(c: &mut Criterion, s: &Setup) {
-    let mut group = c.benchmark_group("end_to_end");
-    group.throughput(Throughput::Elements(1));
-    group.sampling_mode(SamplingMode::Flat);
-    group.bench_function("no_header", |b| {
-        b.to_async(&s.rt)
-            .iter_custom(|iters| drive_many(s.no_header.clone(), s.uri.clone(), iters))
-    });
-    group.bench_function("static_header", |b| {
-        b.to_async(&s.rt)
-            .iter_custom(|iters| drive_many(s.static_header.clone(), s.uri.clone(), iters))
-    });
-    group.bench_function("oauth", |b| {
-        b.to_async(&s.rt)
-            .iter_custom(|iters| drive_many(s.oauth.clone(), s.uri.clone(), iters))
-    });
-    group.finish();
-}
-
-/// The paired comparison: per round, the throughput of `OAuth<S>` over that of the static
-/// header.
-fn paired(s: &Setup) {
-    let mut ratios = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
-        let run_static = || {
-            s.rt.block_on(drive_many(
-                s.static_header.clone(),
-                s.uri.clone(),
-                PER_ROUND,
-            ))
-        };
-        let run_oauth = || {
-            s.rt.block_on(drive_many(s.oauth.clone(), s.uri.clone(), PER_ROUND))
-        };
-        let (t_static, t_oauth) = if round % 2 == 0 {
-            let t = run_static();
-            (t, run_oauth())
-        } else {
-            let t = run_oauth();
-            (run_static(), t)
-        };
-        ratios.push(t_static.as_secs_f64() / t_oauth.as_secs_f64());
+    /// Criterion's group for these stacks.
+    fn bench(&self, c: &mut Criterion, rt: &Runtime) {
+        let mut group = c.benchmark_group(self.name);
+        group.throughput(Throughput::Elements(1));
+        group.sampling_mode(SamplingMode::Flat);
+        group.bench_function("no_header", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                drive_many(self.no_header.clone(), self.request.clone(), iters)
+            })
+        });
+        group.bench_function("static_header", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                drive_many(self.static_header.clone(), self.request.clone(), iters)
+            })
+        });
+        group.bench_function("oauth", |b| {
+            b.to_async(rt)
+                .iter_custom(|iters| drive_many(self.oauth.clone(), self.request.clone(), iters))
+        });
+        group.finish();
     }
-    ratios.sort_by(f64::total_cmp);
-    let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
-    println!(
-        "paired: end_to_end oauth/static_header rounds={ROUNDS} requests_per_round={PER_ROUND} \
-         median={:.4} q1={:.4} q3={:.4} min={:.4} max={:.4}",
-        quartile(2),
-        quartile(1),
-        quartile(3),
-        ratios[0],
-        ratios[ROUNDS - 1]
-    );
+
+    /// The paired comparison: per round, the throughput of `OAuth<S>` over that of the
+    /// static header.
+    fn paired(&self, rt: &Runtime) {
+        let mut ratios = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let run_static = || {
+                rt.block_on(drive_many(
+                    self.static_header.clone(),
+                    self.request.clone(),
+                    PER_ROUND,
+                ))
+            };
+            let run_oauth = || {
+                rt.block_on(drive_many(
+                    self.oauth.clone(),
+                    self.request.clone(),
+                    PER_ROUND,
+                ))
+            };
+            let (t_static, t_oauth) = if round % 2 == 0 {
+                let t = run_static();
+                (t, run_oauth())
+            } else {
+                let t = run_oauth();
+                (run_static(), t)
+            };
+            ratios.push(t_static.as_secs_f64() / t_oauth.as_secs_f64());
+        }
+        ratios.sort_by(f64::total_cmp);
+        let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+        println!(
+            "paired: {} oauth/static_header rounds={ROUNDS} requests_per_round={PER_ROUND} \
+             median={:.4} q1={:.4} q3={:.4} min={:.4} max={:.4}",
+            self.name.replace('/', "_"),
+            quartile(2),
+            quartile(1),
+            quartile(3),
+            ratios[0],
+            ratios[ROUNDS - 1]
+        );
+    }
 }
 
 /// Whether criterion's filter argument (if any) leaves this bench out.
@@ -255,14 +270,34 @@ fn main() {
         .measurement_time(Duration::from_secs(8))
         .sample_size(20)
         .configure_from_args();
-    let s = setup();
-    end_to_end(&mut c, &s);
-    // Not in criterion's test mode (`cargo test --benches`), nor when another bench was
-    // asked for by name.
+    let server_rt = runtime();
+    let addr = start_server(&server_rt);
+    let uri: Uri = format!("http://{addr}/api").parse().expect("uri");
+    let rt = runtime();
+    let layer = oauth_layer(Arc::new(AtomicUsize::new(0)));
+    rt.block_on(warm(&layer));
+    let get = {
+        let uri = uri.clone();
+        move || {
+            Request::get(uri.clone())
+                .body(Empty::<Bytes>::new())
+                .expect("request")
+        }
+    };
+    let get = Stacks::new("end_to_end", &rt, &layer, get);
+    let post = Stacks::new("end_to_end/post", &rt, &layer, post_to(uri));
+
+    get.bench(&mut c, &rt);
+    post.bench(&mut c, &rt);
+    // Not in criterion's test mode, nor when another bench was asked for by name. `cargo
+    // bench` passes `--bench`; `cargo test --benches` passes nothing, and criterion then
+    // runs each bench once.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let test_mode = args.iter().any(|a| a == "--test" || a == "--list");
+    let test_mode =
+        !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test" || a == "--list");
     if !test_mode && !filtered_out(&args) {
-        paired(&s);
+        get.paired(&rt);
+        post.paired(&rt);
     }
     c.final_summary();
 }

@@ -8,9 +8,10 @@
 //!
 //! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_no_replay`, `mutex_slot`,
 //! `rwlock_slot`;
-//! `<body>` one of `empty`, `full`, `streaming` (see `hot_path.rs`). It warms the stack,
-//! then sends `<requests>` requests through it exactly as `hot_path` does, on a
-//! current-thread runtime. Run twice with different request counts, the difference of the
+//! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
+//! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`). It
+//! warms the stack, then sends `<requests>` requests through it exactly as `hot_path` does,
+//! on a current-thread runtime. Run twice with different request counts, the difference of the
 //! two totals divided by the difference of the counts is the cost of one request, with the
 //! start-up cancelled out. `scripts/bench.sh` does that for every stack and body.
 //!
@@ -33,16 +34,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    MutexSlotLayer, Noop, RwLockSlotLayer, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, static_header_layer,
-    streaming_body, warm,
+    MutexSlotLayer, Noop, RwLockSlotLayer, bare, delayed_fetch, drive, empty_body, full_body,
+    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, post,
+    static_header_layer, streaming_body, warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_no_replay|mutex_slot|rwlock_slot> \
-                     <empty|full|streaming> <requests>\n       \
+                     <empty|full|streaming|post> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
 
@@ -102,40 +103,40 @@ fn run_stampede(stack: &str, callers: u64) {
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "token requests");
 }
 
-fn run<B: Send + 'static>(rt: &Runtime, stack: &str, body: fn() -> B, n: u64) {
+fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Request<B>, n: u64) {
     match stack {
         "floor" => {
-            rt.block_on(drive(Noop, body, n));
+            rt.block_on(drive(Noop, request, n));
         }
         "static_header" => {
-            rt.block_on(drive(static_header_layer().layer(Noop), body, n));
+            rt.block_on(drive(static_header_layer().layer(Noop), request, n));
         }
         "oauth" => {
             let layer = oauth_layer(Arc::new(AtomicUsize::new(0)));
             rt.block_on(async {
                 warm(&layer).await;
-                drive(layer.layer(Noop), body, n).await
+                drive(layer.layer(Noop), request, n).await
             });
         }
         "oauth_no_replay" => {
             let layer = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
             rt.block_on(async {
                 warm(&layer).await;
-                drive(layer.layer(Noop), body, n).await
+                drive(layer.layer(Noop), request, n).await
             });
         }
         "mutex_slot" => {
             let layer = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
             rt.block_on(async {
                 layer.warm().await;
-                drive(layer.layer(Noop), body, n).await
+                drive(layer.layer(Noop), request, n).await
             });
         }
         "rwlock_slot" => {
             let layer = RwLockSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
             rt.block_on(async {
                 layer.warm().await;
-                drive(layer.layer(Noop), body, n).await
+                drive(layer.layer(Noop), request, n).await
             });
         }
         other => {
@@ -178,9 +179,10 @@ fn main() {
         .build()
         .expect("runtime");
     match body {
-        "empty" => run(&rt, stack, empty_body, n),
-        "full" => run(&rt, stack, full_body, n),
-        "streaming" => run(&rt, stack, streaming_body, n),
+        "empty" => run(&rt, stack, bare(empty_body), n),
+        "full" => run(&rt, stack, bare(full_body), n),
+        "streaming" => run(&rt, stack, bare(streaming_body), n),
+        "post" => run(&rt, stack, post(), n),
         other => {
             eprintln!("unknown body {other:?}\n{USAGE}");
             std::process::exit(2);

@@ -2,11 +2,13 @@
 //! requests with a valid token through it, on a multi-threaded tokio runtime. Reported as
 //! throughput (requests per second).
 //!
-//! Two groups with the same five stacks as `hot_path` (an `Empty<Bytes>` body): one on a
-//! runtime with 2 worker threads (`multi_thread/2_workers`), the comparison the issue asks
-//! for, and one with 1 worker (`multi_thread/1_worker`), so that `scripts/bench.sh` can
-//! show how each stack scales from one thread to two. Each sample spreads its requests
-//! over [`TASKS`] tasks; the time runs from the first spawn to the last task's end.
+//! Three groups with the same six stacks as `hot_path`: [`TASKS`] tasks on a runtime with 2
+//! worker threads, with the bare `GET` (`Empty<Bytes>` body, `multi_thread/2_workers`) and
+//! with the realistic `POST` (three headers and a `Full<Bytes>` body, as in `hot_path`;
+//! `multi_thread/2_workers_post`), the comparisons the issue asks for; and the bare `GET`
+//! on 1 worker (`multi_thread/1_worker`), so that `scripts/bench.sh` can show how each
+//! stack scales from one thread to two. Each sample spreads its requests over the tasks;
+//! the time runs from the first spawn to the last task's end.
 //!
 //! Run: `cargo bench --bench multi_thread`.
 
@@ -16,32 +18,33 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::{
-    MutexSlotLayer, Noop, RwLockSlotLayer, drive, empty_body, instant_fetch, oauth_layer,
-    oauth_layer_no_replay, static_header_layer, warm,
+    MutexSlotLayer, Noop, RwLockSlotLayer, bare, drive, empty_body, instant_fetch, oauth_layer,
+    oauth_layer_no_replay, post, static_header_layer, warm,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
-use http_body_util::Empty;
 use tokio::runtime::Runtime;
 use tower::{Layer, Service};
 
 /// Tasks sending requests at once.
 const TASKS: u64 = 256;
 
-/// Sends `iters` requests through clones of `svc` from [`TASKS`] tasks, and times them.
-async fn drive_many<S>(svc: S, iters: u64) -> Duration
+/// Sends `iters` requests made by `request` through clones of `svc` from [`TASKS`] tasks,
+/// and times them.
+async fn drive_many<S, B, R>(svc: S, request: R, iters: u64) -> Duration
 where
-    S: Service<Request<Empty<Bytes>>, Response = Response<()>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<()>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug,
+    B: Send + 'static,
+    R: Fn() -> Request<B> + Clone + Send + 'static,
 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|i| {
             let n = iters / TASKS + u64::from(i < iters % TASKS);
-            tokio::spawn(drive(svc.clone(), empty_body, n))
+            tokio::spawn(drive(svc.clone(), request.clone(), n))
         })
         .collect();
     for task in tasks {
@@ -50,7 +53,11 @@ where
     start.elapsed()
 }
 
-fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
+fn bench_runtime<B, R>(c: &mut Criterion, rt: &Runtime, name: &str, request: R)
+where
+    B: Send + 'static,
+    R: Fn() -> Request<B> + Clone + Send + 'static,
+{
     let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
     let oauth_no_replay = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
     let mutex = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
@@ -72,27 +79,28 @@ fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
     group.throughput(Throughput::Elements(1));
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("floor", |b| {
-        b.to_async(rt).iter_custom(|iters| drive_many(Noop, iters))
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(Noop, request.clone(), iters))
     });
     group.bench_function("static_header", |b| {
         b.to_async(rt)
-            .iter_custom(|iters| drive_many(static_header.clone(), iters))
+            .iter_custom(|iters| drive_many(static_header.clone(), request.clone(), iters))
     });
     group.bench_function("oauth", |b| {
         b.to_async(rt)
-            .iter_custom(|iters| drive_many(oauth.clone(), iters))
+            .iter_custom(|iters| drive_many(oauth.clone(), request.clone(), iters))
     });
     group.bench_function("oauth_no_replay", |b| {
         b.to_async(rt)
-            .iter_custom(|iters| drive_many(oauth_no_replay.clone(), iters))
+            .iter_custom(|iters| drive_many(oauth_no_replay.clone(), request.clone(), iters))
     });
     group.bench_function("mutex_slot", |b| {
         b.to_async(rt)
-            .iter_custom(|iters| drive_many(mutex.clone(), iters))
+            .iter_custom(|iters| drive_many(mutex.clone(), request.clone(), iters))
     });
     group.bench_function("rwlock_slot", |b| {
         b.to_async(rt)
-            .iter_custom(|iters| drive_many(rwlock.clone(), iters))
+            .iter_custom(|iters| drive_many(rwlock.clone(), request.clone(), iters))
     });
     group.finish();
 }
@@ -106,8 +114,10 @@ fn runtime(workers: usize) -> Runtime {
 }
 
 fn multi_thread(c: &mut Criterion) {
-    bench_runtime(c, &runtime(2), "2_workers");
-    bench_runtime(c, &runtime(1), "1_worker");
+    let two = runtime(2);
+    bench_runtime(c, &two, "2_workers", bare(empty_body));
+    bench_runtime(c, &two, "2_workers_post", post());
+    bench_runtime(c, &runtime(1), "1_worker", bare(empty_body));
 }
 
 criterion_group! {

@@ -15,15 +15,14 @@
 //!
 //! Run: `cargo bench --bench stampede`.
 
-#[path = "../tests/support/auth_server.rs"]
-mod auth_server;
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use auth_server::{AuthServer, AuthServerConfig};
+use common::support::auth_server::{AuthServer, AuthServerConfig};
+use common::support::client_for;
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, delayed_fetch, empty_body, oauth_layer_delayed,
 };
@@ -31,7 +30,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
-use tower_oauth::{ClientCredentials, OAuthLayer};
+use tower_oauth::OAuthLayer;
 
 /// Concurrent callers on a cold cache.
 const CALLERS: usize = 10_000;
@@ -179,14 +178,7 @@ fn http(c: &mut Criterion, rt: &Runtime) {
         b.iter_custom(|iters| {
             cold_runs(rt, iters, &mut counts, || {
                 // Built inside the runtime: the reqwest client needs it.
-                let source = rt.block_on(async {
-                    ClientCredentials::builder()
-                        .token_url(server.token_url())
-                        .client_id(&server.config().client_id)
-                        .client_secret(&server.config().client_secret)
-                        .build()
-                        .expect("valid configuration")
-                });
+                let source = rt.block_on(async { client_for(&server) });
                 let layer = OAuthLayer::new(source);
                 let server = server.clone();
                 let read = Box::new(move || server.token_requests());

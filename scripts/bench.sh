@@ -6,7 +6,7 @@
 #   scripts/bench.sh --report-only   # rewrite BENCHMARKS.md from the last run's results
 #   scripts/bench.sh --note "..."    # a line about the run's conditions, shown in the tables
 #
-# Needs: cargo, python3; valgrind for the instruction counts. Takes about 5 minutes on a
+# Needs: cargo, python3; valgrind for the instruction counts. Takes about 8 minutes on a
 # 2-core machine, plus the first release build. Results go to target/criterion/ (criterion's
 # own files, plus bench-output.log and instructions.json); the generated part of
 # BENCHMARKS.md lies between the BEGIN/END GENERATED markers, the rest is kept as written.
@@ -34,7 +34,8 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 
 if [ "$run_benches" = 1 ]; then
   # Old results of benches that no longer exist must not reach the report.
-  rm -rf "$OUT"/hot_path_* "$OUT"/multi_thread_* "$OUT"/end_to_end "$OUT"/stampede_* \
+  rm -rf "$OUT"/hot_path_* "$OUT"/multi_thread_* "$OUT"/end_to_end "$OUT"/end_to_end_* \
+    "$OUT"/stampede_* \
     "$OUT/instructions.json" "$OUT/valgrind-version.txt"
   cargo bench --all-features --bench hot_path --bench multi_thread --bench end_to_end \
     --bench stampede 2>&1 | tee "$OUT/bench-output.log"
@@ -51,14 +52,15 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
         print(m["executable"])')"
-  # Two runs per stack; the difference over the difference of requests is one request.
+  # Two runs per stack and request (the bare GET with each body, and the POST with three
+  # headers); the difference over the difference of requests is one request.
   N1=1000
   N2=21000
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   echo "{" > "$tmp/instructions.json"
   first=1
-  for body in empty full streaming; do
+  for body in empty full streaming post; do
     for stack in floor static_header oauth oauth_no_replay mutex_slot rwlock_slot; do
       totals=()
       for n in "$N1" "$N2"; do

@@ -2,19 +2,18 @@
 //! against a loopback metadata server that serves good, bad and hostile documents; and
 //! `ClientCredentials::from_env` in a child process with its own environment.
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use auth_server::{AuthMethod, AuthServer};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http::Request as HttpRequest;
+use support::auth_server::{AuthMethod, AuthServer};
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_oauth::endpoint::{AuthorizationServerMetadata, MAX_METADATA_LEN};
 use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer};

@@ -2,15 +2,12 @@
 //! that has its own `Authorization` is left alone, token-endpoint errors never echo the
 //! client's credentials, and oversized token responses are refused.
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use auth_server::AuthServer;
 use axum::Router;
 use axum::body::Body as AxumBody;
 use axum::extract::{Request as AxumRequest, State};
@@ -23,12 +20,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use secrecy::ExposeSecret;
+use support::auth_server::AuthServer;
+use support::{client_for, counting_source};
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::follow_redirect::policy::Limited;
-use tower_oauth::{
-    ClientAuth, ClientCredentials, Error, OAuthLayer, Origin, Token, TokenSource, source_fn,
-};
+use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer, Origin, TokenSource};
 
 // ---------------------------------------------------------------------------
 // A recording HTTP server on loopback: one origin per port.
@@ -104,23 +101,6 @@ fn get(url: &str) -> Request<Empty<Bytes>> {
     Request::get(url).body(Empty::new()).unwrap()
 }
 
-/// A token source that counts its fetches and issues `t1`, `t2`, ...
-fn counting_source(fetches: Arc<AtomicUsize>) -> impl TokenSource {
-    source_fn(move || {
-        let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        async move { Ok(Token::new(format!("t{n}"), Duration::from_secs(3600))) }
-    })
-}
-
-fn client_credentials(server: &AuthServer) -> ClientCredentials {
-    ClientCredentials::builder()
-        .token_url(server.token_url())
-        .client_id(&server.config().client_id)
-        .client_secret(&server.config().client_secret)
-        .build()
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------
 // Origin scoping
 // ---------------------------------------------------------------------------
@@ -130,7 +110,7 @@ async fn a_request_to_a_non_allowed_origin_carries_no_token_and_makes_no_token_r
     let auth = AuthServer::start_default().await;
     let api = Recorder::start(None).await;
     let other = Recorder::start(None).await;
-    let layer = OAuthLayer::builder(client_credentials(&auth))
+    let layer = OAuthLayer::builder(client_for(&auth))
         .allowed_origins([api.origin()])
         .build();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -451,13 +431,13 @@ async fn echo_endpoint() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             .await
             .unwrap_or_default();
         let body = String::from_utf8_lossy(&body).into_owned();
-        let decoded = auth_server::parse_form(body.as_bytes())
+        let decoded = support::auth_server::parse_form(body.as_bytes())
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
-        let basic = auth_server::decode_basic(&auth)
+        let basic = support::auth_server::decode_basic(&auth)
             .map(|(id, secret)| format!("{id} / {secret}"))
             .unwrap_or_default();
         let description =

@@ -11,14 +11,11 @@
 //! `debug_of_every_public_type_hides_secrets` formats every public type with `{:?}` and
 //! `{:#?}` while a token is cached.
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
-use std::io::Write;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use auth_server::{AuthServer, AuthServerConfig, FailureMode};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use http::{Request, Response, StatusCode};
@@ -26,6 +23,8 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use secrecy::ExposeSecret;
+use support::Captured;
+use support::auth_server::{AuthServer, AuthServerConfig, FailureMode};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
@@ -44,19 +43,10 @@ const WRONG_SECRET: &str = "wr0ng-s3cr3t-value";
 // Capture of all tracing output
 // ---------------------------------------------------------------------------
 
-static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        lock(&CAPTURED).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Everything the global subscriber writes.
+fn output() -> &'static Captured {
+    static OUTPUT: OnceLock<Captured> = OnceLock::new();
+    OUTPUT.get_or_init(Captured::default)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,24 +54,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Installs a global subscriber that writes every event and span, at TRACE, for every
-/// target, into [`CAPTURED`]; `log` records (reqwest's) are forwarded to it.
+/// target, into [`output`]; `log` records (reqwest's) are forwarded to it.
 fn capture_everything() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         use tracing_subscriber::util::SubscriberInitExt;
-        tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_ansi(false)
-            .with_target(true)
-            .with_writer(|| Capture)
-            .finish()
+        output()
+            .subscriber(Level::TRACE)
             .try_init()
             .expect("no other global subscriber in this test binary");
     });
 }
 
 fn captured() -> String {
-    String::from_utf8_lossy(&lock(&CAPTURED)).into_owned()
+    output().text()
 }
 
 // ---------------------------------------------------------------------------
@@ -153,10 +139,10 @@ impl Run {
     /// The secret in the forms it leaves in: as is, form-urlencoded, and in the `Basic`
     /// header (base64 of `urlencode(id):urlencode(secret)`).
     fn note_credentials(&self, id: &str, secret: &str) {
-        let basic = auth_server::basic_auth_header(id, secret);
+        let basic = support::auth_server::basic_auth_header(id, secret);
         let mut secrets = lock(&self.secrets);
         secrets.push(secret.to_owned());
-        secrets.push(auth_server::form_urlencode(secret));
+        secrets.push(support::auth_server::form_urlencode(secret));
         secrets.push(basic.strip_prefix("Basic ").unwrap().to_owned());
     }
 

@@ -4,19 +4,19 @@
 //! [`Answer`] of its script and is logged with the (paused) time it was made, so the tests
 //! assert exact request times.
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use auth_server::{AuthServer, AuthServerConfig, FailureMode};
-use http::{Request, Response, header::AUTHORIZATION};
+use http::{Request, Response};
+use support::auth_server::{AuthServer, AuthServerConfig, FailureMode};
+use support::{client_for, echo_auth, settle};
 use tower::util::BoxCloneService;
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
-use tower_oauth::{ClientCredentials, Error, OAuth, OAuthLayer, Token, TokenSource, source_fn};
+use tower::{BoxError, Layer, Service, ServiceExt};
+use tower_oauth::{Error, OAuth, OAuthLayer, Token, TokenSource, source_fn};
 
 use tokio::time::Instant;
 
@@ -112,14 +112,7 @@ type Echo = BoxCloneService<Request<String>, Response<String>, BoxError>;
 
 /// An inner service that answers with the `Authorization` header it got.
 fn echo() -> Echo {
-    BoxCloneService::new(service_fn(|req: Request<String>| async move {
-        let auth = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        Ok::<_, BoxError>(Response::new(auth))
-    }))
+    BoxCloneService::new(echo_auth())
 }
 
 struct Called {
@@ -174,6 +167,46 @@ async fn calls_until(
     }
 }
 
+/// A layer over `endpoint` whose refresh-ahead point and retry delays have no jitter, so
+/// that the token requests come at exact times.
+fn without_jitter(endpoint: &Endpoint) -> OAuthLayer {
+    OAuthLayer::builder(endpoint.source())
+        .refresh_ahead_jitter(0.0)
+        .retry_jitter(0.0)
+        .build()
+}
+
+/// A service through `layer` in front of [`echo`], after a first call that fetched `t1`.
+async fn serving_t1(layer: &OAuthLayer) -> OAuth<Echo> {
+    let mut svc = layer.layer(echo());
+    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
+    svc
+}
+
+/// The header a call at `at` carries when `t2` replaced `t1` at `switch`.
+fn t1_until(switch: Duration, at: Duration) -> &'static str {
+    if at < switch {
+        "Bearer t1"
+    } else {
+        "Bearer t2"
+    }
+}
+
+/// Calls `svc` every 0.1 s until `until` (from `start`): no call waits, each carries `t1`
+/// before `switch` and `t2` from then on.
+async fn no_call_waits_and_t2_from(
+    svc: &mut OAuth<Echo>,
+    start: Instant,
+    until: Duration,
+    switch: Duration,
+) {
+    calls_until(svc, start, secs(0.1), until, |at, called| {
+        assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
+        assert_eq!(called.header(), t1_until(switch, at), "at {at:?}");
+    })
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_100s_token_is_refreshed_in_the_background_between_32_5_and_37_5_s_and_no_caller_waits() {
     // The background fetch takes 200 ms, so a caller that waited for it would show.
@@ -219,8 +252,7 @@ async fn without_refresh_ahead_the_first_caller_after_50s_starts_the_fetch_and_d
     let layer = OAuthLayer::builder(endpoint.source())
         .refresh_ahead(false)
         .build();
-    let mut svc = layer.layer(echo());
-    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
+    let mut svc = serving_t1(&layer).await;
 
     calls_until(&mut svc, start, secs(0.1), secs(50.0), |at, called| {
         assert!(called.hot, "at {at:?}");
@@ -296,21 +328,12 @@ async fn a_failing_background_refresh_is_retried_on_the_backoff_schedule() {
         token(100),
     );
     let start = endpoint.start;
-    let layer = OAuthLayer::builder(endpoint.source())
-        .refresh_ahead_jitter(0.0)
-        .retry_jitter(0.0)
-        .build();
-    let mut svc = layer.layer(echo());
-    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
+    let layer = without_jitter(&endpoint);
+    let mut svc = serving_t1(&layer).await;
 
     calls_until(&mut svc, start, secs(0.1), secs(80.0), |at, called| {
         assert!(called.hot, "at {at:?}");
-        let expected = if at < secs(44.5) {
-            "Bearer t1"
-        } else {
-            "Bearer t2"
-        };
-        assert_eq!(called.header(), expected, "at {at:?}");
+        assert_eq!(called.header(), t1_until(secs(44.5), at), "at {at:?}");
     })
     .await;
 
@@ -337,12 +360,8 @@ async fn an_outage_past_the_usable_part_is_ridden_out_with_the_valid_token() {
         token(100),
     );
     let start = endpoint.start;
-    let layer = OAuthLayer::builder(endpoint.source())
-        .refresh_ahead_jitter(0.0)
-        .retry_jitter(0.0)
-        .build();
-    let mut svc = layer.layer(echo());
-    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
+    let layer = without_jitter(&endpoint);
+    let mut svc = serving_t1(&layer).await;
 
     calls_until(&mut svc, start, secs(0.1), secs(70.0), |at, called| {
         assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
@@ -351,12 +370,7 @@ async fn an_outage_past_the_usable_part_is_ridden_out_with_the_valid_token() {
             !(secs(50.0)..secs(68.5)).contains(&at),
             "at {at:?}"
         );
-        let expected = if at < secs(68.5) {
-            "Bearer t1"
-        } else {
-            "Bearer t2"
-        };
-        assert_eq!(called.header(), expected, "at {at:?}");
+        assert_eq!(called.header(), t1_until(secs(68.5), at), "at {at:?}");
     })
     .await;
     // 37.5 s, then 1, 2, 4, 8 and 16 s later.
@@ -382,20 +396,9 @@ async fn without_refresh_ahead_a_failed_fetch_past_the_usable_part_serves_the_va
         .refresh_ahead(false)
         .retry_jitter(0.0)
         .build();
-    let mut svc = layer.layer(echo());
-    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
-
-    calls_until(&mut svc, start, secs(0.1), secs(55.0), |at, called| {
-        assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
-        // The caller that starts the successful try at 53 s still uses t1.
-        let expected = if at <= secs(53.0) {
-            "Bearer t1"
-        } else {
-            "Bearer t2"
-        };
-        assert_eq!(called.header(), expected, "at {at:?}");
-    })
-    .await;
+    let mut svc = serving_t1(&layer).await;
+    // The caller that starts the successful try at 53 s still uses t1.
+    no_call_waits_and_t2_from(&mut svc, start, secs(55.0), secs(53.05)).await;
     // Callers make the tries (at the end of the usable part, then 1 s and 2 s later).
     assert_eq!(
         endpoint.requests(),
@@ -407,23 +410,9 @@ async fn without_refresh_ahead_a_failed_fetch_past_the_usable_part_serves_the_va
 async fn retry_after_30_s_means_no_token_request_for_30_s() {
     let endpoint = Endpoint::new([token(100), Answer::RetryAfter(secs(30.0))], token(100));
     let start = endpoint.start;
-    let layer = OAuthLayer::builder(endpoint.source())
-        .refresh_ahead_jitter(0.0)
-        .retry_jitter(0.0)
-        .build();
-    let mut svc = layer.layer(echo());
-    assert_eq!(call(&mut svc).await.header(), "Bearer t1");
-
-    calls_until(&mut svc, start, secs(0.1), secs(80.0), |at, called| {
-        assert_eq!(called.waited, Duration::ZERO, "at {at:?}");
-        let expected = if at < secs(67.5) {
-            "Bearer t1"
-        } else {
-            "Bearer t2"
-        };
-        assert_eq!(called.header(), expected, "at {at:?}");
-    })
-    .await;
+    let layer = without_jitter(&endpoint);
+    let mut svc = serving_t1(&layer).await;
+    no_call_waits_and_t2_from(&mut svc, start, secs(80.0), secs(67.5)).await;
     // The 503 at 37.5 s asked for 30 s: nothing until 67.5 s (the backoff said 1 s).
     assert_eq!(endpoint.requests(), [secs(0.0), secs(37.5), secs(67.5)]);
 }
@@ -559,12 +548,6 @@ fn alive_tasks() -> usize {
         .num_alive_tasks()
 }
 
-async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-}
-
 /// A source that keeps `marker` alive as long as the cache has the source.
 fn marked(endpoint: &Endpoint, marker: Arc<()>) -> impl TokenSource + use<> {
     let inner = Arc::new(endpoint.source());
@@ -639,15 +622,6 @@ async fn dropping_the_layer_during_a_background_refresh_or_backoff_ends_everythi
 }
 
 // The real HTTP path: the `Retry-After` header of a 429 or 503 gets into the error.
-
-fn client_for(server: &AuthServer) -> ClientCredentials {
-    ClientCredentials::builder()
-        .token_url(server.token_url())
-        .client_id(&server.config().client_id)
-        .client_secret(&server.config().client_secret)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_503_with_retry_after_30_is_an_rfc_error_that_carries_30_s() {

@@ -2,41 +2,25 @@
 //! on a cold cache, a token endpoint that takes 50 ms, exactly one token request, and every
 //! caller sent with the one token. (How long it takes is measured by the bench, not here.)
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use auth_server::{AuthServer, AuthServerConfig};
-use http::{Request, Response, header::AUTHORIZATION};
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
-use tower_oauth::{ClientCredentials, OAuthLayer, Token, source_fn};
+use http::Request;
+use support::auth_server::{AuthServer, AuthServerConfig};
+use support::{client_for, echo_auth};
+use tower::{Layer, ServiceExt};
+use tower_oauth::{OAuthLayer, Token, source_fn};
 
 const CALLERS: usize = 10_000;
 const TOKEN_DELAY: Duration = Duration::from_millis(50);
 
-/// Answers with the `Authorization` header it was sent.
-fn echo_auth()
--> impl Service<Request<()>, Response = Response<String>, Error = BoxError, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|req: Request<()>| {
-        let auth = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
-            .unwrap_or_default();
-        async move { Ok::<_, BoxError>(Response::new(auth)) }
-    })
-}
-
 /// Sends [`CALLERS`] requests at once through `layer` and returns the `Authorization`
 /// headers the inner service saw.
 async fn stampede(layer: &OAuthLayer) -> Vec<String> {
-    let svc = layer.layer(echo_auth());
+    let svc = layer.layer(echo_auth::<()>());
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
             let svc = svc.clone();
@@ -58,13 +42,7 @@ async fn cold_stampede_of_10000_callers_over_http_makes_exactly_one_token_reques
         ..Default::default()
     })
     .await;
-    let source = ClientCredentials::builder()
-        .token_url(server.token_url())
-        .client_id(&server.config().client_id)
-        .client_secret(&server.config().client_secret)
-        .build()
-        .expect("valid configuration");
-    let layer = OAuthLayer::new(source);
+    let layer = OAuthLayer::new(client_for(&server));
 
     let seen = stampede(&layer).await;
 

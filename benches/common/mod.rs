@@ -1,161 +1,48 @@
-//! What the benchmarks share: the no-op inner service, the request bodies, the layers
-//! compared with `OAuthLayer`, and the token-slot layers users write by hand.
+//! What the benchmarks share: the timed loop, and the token-slot layers users write by
+//! hand. The no-op inner service, the requests, the static-header layer and `OAuthLayer`
+//! over an in-process source come from the tests' support (`tests/support/hot_path.rs`),
+//! which `tests/alloc.rs` measures too: the benches include test support, never the other
+//! way round.
 //!
 //! Everything here uses the crate's public API only.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::pin::Pin;
+#[path = "../../tests/support/mod.rs"]
+pub mod support;
+
+#[allow(unused_imports)] // each bench uses a part
+pub use support::hot_path::{
+    LIFETIME, Noop, Streaming, TOKEN, bare, bearer_value, empty_body, full_body, oauth_layer,
+    oauth_layer_no_replay, post, post_to, static_header_layer, streaming_body, token_source, warm,
+};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Empty, Full};
 use tower::{BoxError, Layer, Service, ServiceExt};
-use tower_http::set_header::SetRequestHeaderLayer;
 use tower_oauth::{OAuthLayer, Token, source_fn};
 
-/// The access token every layer sends. As long as a typical opaque token.
-pub const TOKEN: &str = "2YotnFZFEjr1zCsicMWpAA.bench-token-0123456789abcdef";
-
-/// The lifetime of the benchmark tokens: long enough never to be refreshed in a run.
-pub const LIFETIME: Duration = Duration::from_secs(3600);
-
-/// The inner service: answers at once (a ready future), is `Copy`, allocates nothing.
-///
-/// It looks at the request (through `black_box`) so the header insertion cannot be
-/// optimised away, then drops it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Noop;
-
-impl<B> Service<Request<B>> for Noop {
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        std::hint::black_box(&req);
-        ready(Ok(Response::new(())))
-    }
-}
-
-/// Sends `iters` requests through `svc`, one after the other, and times them. Each request
-/// is built, waits for `ready`, is called, and its response awaited and dropped.
-pub async fn drive<S, B>(mut svc: S, body: fn() -> B, iters: u64) -> Duration
+/// Sends `iters` requests made by `request` through `svc`, one after the other, and times
+/// them. Each request is built, waits for `ready`, is called, and its response awaited and
+/// dropped.
+pub async fn drive<S, B>(mut svc: S, request: impl Fn() -> Request<B>, iters: u64) -> Duration
 where
     S: Service<Request<B>>,
     S::Error: std::fmt::Debug,
 {
     let start = Instant::now();
     for _ in 0..iters {
-        let req = Request::new(body());
+        let req = request();
         let ready = svc.ready().await.expect("ready");
         let res = ready.call(req).await.expect("response");
         std::hint::black_box(res);
     }
     start.elapsed()
-}
-
-/// A request body that cannot be replayed: a one-shot stream of unknown length, not
-/// `Clone` (like a body streamed from a file or a channel). Making one does not allocate.
-#[derive(Debug)]
-pub struct Streaming {
-    chunk: Option<Bytes>,
-}
-
-impl Streaming {
-    pub fn new() -> Streaming {
-        Streaming {
-            chunk: Some(Bytes::from_static(b"{\"streamed\":true}")),
-        }
-    }
-}
-
-impl Default for Streaming {
-    fn default() -> Self {
-        Streaming::new()
-    }
-}
-
-impl Body for Streaming {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.chunk.take().map(|c| Ok(Frame::data(c))))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // Unknown length, as for a stream.
-        SizeHint::default()
-    }
-}
-
-/// The request bodies the hot path is measured with. None of them allocates.
-pub fn empty_body() -> Empty<Bytes> {
-    Empty::new()
-}
-
-pub fn full_body() -> Full<Bytes> {
-    Full::new(Bytes::from_static(b"{\"name\":\"value\",\"n\":42}"))
-}
-
-pub fn streaming_body() -> Streaming {
-    Streaming::new()
-}
-
-/// `Bearer <TOKEN>` built at run time, as a user builds it from a token they hold, marked
-/// sensitive like the crate's. It is cloned once here: a `HeaderValue` made from a string
-/// shares its bytes only from its first clone on (that clone allocates the shared
-/// state), so from here on every clone is a reference count, as with the crate's value.
-pub fn bearer_value(token: &str) -> HeaderValue {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).expect("valid header");
-    value.set_sensitive(true);
-    drop(value.clone());
-    value
-}
-
-/// tower-http's `SetRequestHeader` with a fixed `Authorization` value: what a hand-set
-/// header costs.
-pub fn static_header_layer() -> SetRequestHeaderLayer<HeaderValue> {
-    SetRequestHeaderLayer::overriding(AUTHORIZATION, bearer_value(TOKEN))
-}
-
-/// An `OAuthLayer` over an in-process source that hands out [`TOKEN`] for an hour, and
-/// counts its fetches. The cache is cold; see [`warm`].
-pub fn oauth_layer(fetches: Arc<AtomicUsize>) -> OAuthLayer {
-    OAuthLayer::new(source_fn(move || {
-        fetches.fetch_add(1, Ordering::SeqCst);
-        async { Ok(Token::new(TOKEN, LIFETIME)) }
-    }))
-}
-
-/// The same as [`oauth_layer`] with `replay(false)`: a 401 still invalidates the token,
-/// but no copy of the request is kept to send it again. What the replay copy costs is the
-/// difference between the two.
-pub fn oauth_layer_no_replay(fetches: Arc<AtomicUsize>) -> OAuthLayer {
-    OAuthLayer::builder(source_fn(move || {
-        fetches.fetch_add(1, Ordering::SeqCst);
-        async { Ok(Token::new(TOKEN, LIFETIME)) }
-    }))
-    .replay(false)
-    .build()
 }
 
 /// An `OAuthLayer` whose source answers with [`TOKEN`] after `delay`, counting its
@@ -168,12 +55,6 @@ pub fn oauth_layer_delayed(fetches: Arc<AtomicUsize>, delay: Duration) -> OAuthL
             Ok(Token::new(TOKEN, LIFETIME))
         }
     }))
-}
-
-/// Fills the layer's cache. Must run inside the runtime the benchmark uses (the cache
-/// spawns its timer task there).
-pub async fn warm(layer: &OAuthLayer) {
-    layer.cache().token().await.expect("token");
 }
 
 // ---------------------------------------------------------------------------------------

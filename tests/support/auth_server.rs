@@ -1,9 +1,10 @@
 //! In-process OAuth 2.0 authorization server and protected API for tests and
 //! the demo.
 //!
-//! Use it from an integration test with
-//! `#[path = "support/auth_server.rs"] mod auth_server;` and from an example
-//! with `#[path = "../tests/support/auth_server.rs"] mod auth_server;`.
+//! Integration tests reach it as `support::auth_server` (`mod support;`); an
+//! example includes this file alone, with
+//! `#[path = "../tests/support/auth_server.rs"] mod auth_server;`, so it
+//! depends on nothing else in `tests/support`.
 //!
 //! The server listens on `127.0.0.1:<random port>` and serves:
 //!

@@ -1,8 +1,8 @@
 //! A protected API that checks every bearer token by introspection (RFC 7662) at an
 //! authorization server, as a resource server in front of `oidc-provider` would.
 //!
-//! Use it with `#[path = "support/introspection_api.rs"] mod introspection_api;` (from an
-//! example: `#[path = "../tests/support/introspection_api.rs"]`).
+//! Integration tests reach it as `support::introspection_api`; an example includes this
+//! file alone, with `#[path = "../tests/support/introspection_api.rs"]`.
 //!
 //! `GET|POST /api` and `/api/*`: the token in `Authorization: Bearer <token>` is sent to
 //! the introspection endpoint (authenticated as the API's own client with HTTP Basic).

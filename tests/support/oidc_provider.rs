@@ -1,14 +1,15 @@
 //! Starts the interop authorization server, `tests/interop/provider.mjs` (a pinned,
 //! OpenID-certified `oidc-provider`), on a free loopback port, for tests.
 //!
-//! Use it with `#[path = "support/oidc_provider.rs"] mod oidc_provider;`.
+//! Integration tests reach it as `support::oidc_provider` (`mod support;`).
 //!
 //! [`Provider::start`] runs `npm ci` in `tests/interop` once if `node_modules` is
 //! missing, spawns `node provider.mjs` with `PORT=0`, reads its `LISTENING <issuer>` line
 //! and waits until the discovery document answers. The process is killed when the
 //! [`Provider`] is dropped. Without Node (or when `npm ci` fails) it returns `None` after
 //! printing why, so the test can return early; with the env var `CI` set it panics
-//! instead, so CI never skips the suite.
+//! instead, so CI never skips the suite. (The tests that use it are `#[ignore]`d, so
+//! `cargo test` reports them as not run; `cargo test -- --include-ignored` runs them.)
 #![allow(dead_code)]
 
 use std::collections::HashMap;

@@ -1,45 +1,19 @@
 //! The core behaviour: single flight on a cold cache, expiry on tokio's paused clock,
 //! errors, and secrets kept out of `Debug`.
 
-#[path = "support/auth_server.rs"]
-mod auth_server;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use auth_server::{AuthMethod, AuthServer, AuthServerConfig, FailureMode};
 use http::{Request, Response, header::AUTHORIZATION};
+use support::auth_server::{AuthMethod, AuthServer, AuthServerConfig, FailureMode};
+use support::{
+    client_for, counting_source, counting_source_lasting, echo_auth, echo_auth_counting, settle,
+};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer, Token, source_fn};
-
-/// An inner service that answers with the `Authorization` header it was given, and counts
-/// its calls.
-fn echo_auth(
-    calls: Arc<AtomicUsize>,
-) -> impl Service<Request<String>, Response = Response<String>, Error = BoxError, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(move |req: Request<String>| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        let auth = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
-            .unwrap_or_default();
-        async move { Ok::<_, BoxError>(Response::new(auth)) }
-    })
-}
-
-fn source_for(server: &AuthServer) -> ClientCredentials {
-    ClientCredentials::builder()
-        .token_url(server.token_url())
-        .client_id(&server.config().client_id)
-        .client_secret(&server.config().client_secret)
-        .build()
-        .expect("valid configuration")
-}
+use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer, Token};
 
 async fn concurrent_calls(
     layer: &OAuthLayer,
@@ -48,7 +22,7 @@ async fn concurrent_calls(
 ) -> Vec<Result<Response<String>, BoxError>> {
     let svc = ServiceBuilder::new()
         .layer(layer.clone())
-        .service(echo_auth(calls));
+        .service(echo_auth_counting(calls));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let svc = svc.clone();
@@ -69,7 +43,7 @@ async fn cold_cache_1000_concurrent_calls_make_exactly_one_token_request() {
         ..Default::default()
     })
     .await;
-    let layer = OAuthLayer::new(source_for(&server));
+    let layer = OAuthLayer::new(client_for(&server));
     let calls = Arc::new(AtomicUsize::new(0));
 
     let results = concurrent_calls(&layer, calls.clone(), 1000).await;
@@ -98,7 +72,7 @@ async fn failing_endpoint_1000_calls_one_token_request_and_the_rfc_error_for_all
         ..Default::default()
     })
     .await;
-    let layer = OAuthLayer::new(source_for(&server));
+    let layer = OAuthLayer::new(client_for(&server));
     let calls = Arc::new(AtomicUsize::new(0));
 
     let results = concurrent_calls(&layer, calls.clone(), 1000).await;
@@ -128,7 +102,7 @@ async fn html_500_from_the_endpoint_is_a_typed_error_with_status_and_content_typ
         ..Default::default()
     })
     .await;
-    let err = source_for(&server).fetch_token().await.unwrap_err();
+    let err = client_for(&server).fetch_token().await.unwrap_err();
     assert!(err.is_invalid_response(), "{err}");
     assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
     assert!(err.content_type().unwrap().starts_with("text/html"));
@@ -141,7 +115,7 @@ async fn malformed_json_from_the_endpoint_is_a_typed_error() {
         ..Default::default()
     })
     .await;
-    let err = source_for(&server).fetch_token().await.unwrap_err();
+    let err = client_for(&server).fetch_token().await.unwrap_err();
     assert!(err.is_invalid_response(), "{err}");
     assert_eq!(err.status(), Some(http::StatusCode::OK));
 }
@@ -243,7 +217,7 @@ async fn wrong_secret_gives_invalid_client_and_sends_nothing() {
         .build()
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let svc = OAuthLayer::new(source).layer_service(echo_auth(calls.clone()));
+    let svc = OAuthLayer::new(source).layer_service(echo_auth_counting(calls.clone()));
     let err = svc.oneshot(Request::new(String::new())).await.unwrap_err();
     let err = err.downcast::<Error>().unwrap();
     assert_eq!(
@@ -260,21 +234,6 @@ trait LayerService {
 impl LayerService for OAuthLayer {
     fn layer_service<S>(&self, inner: S) -> tower_oauth::OAuth<S> {
         tower::Layer::layer(self, inner)
-    }
-}
-
-/// A source that hands out `t1`, `t2`, ... with the given lifetime, and counts fetches.
-fn counting_source(lifetime: Duration, fetches: Arc<AtomicUsize>) -> impl tower_oauth::TokenSource {
-    source_fn(move || {
-        let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        async move { Ok(Token::new(format!("t{n}"), lifetime)) }
-    })
-}
-
-/// Lets the cache's timer task run after the clock moved.
-async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
     }
 }
 
@@ -299,10 +258,13 @@ async fn call(
 async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
     let fetches = Arc::new(AtomicUsize::new(0));
     // The on-demand path: refresh ahead (on by default) is tested in tests/refresh_ahead.rs.
-    let layer = OAuthLayer::builder(counting_source(Duration::from_secs(120), fetches.clone()))
-        .refresh_ahead(false)
-        .build();
-    let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
+    let layer = OAuthLayer::builder(counting_source_lasting(
+        Duration::from_secs(120),
+        fetches.clone(),
+    ))
+    .refresh_ahead(false)
+    .build();
+    let mut svc = layer.layer_service(echo_auth());
 
     assert_eq!(call(&mut svc).await, "Bearer t1");
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
@@ -336,10 +298,13 @@ async fn a_120s_token_is_refreshed_once_with_60s_left_not_before() {
 #[tokio::test(start_paused = true)]
 async fn a_30s_token_is_refreshed_with_15s_left() {
     let fetches = Arc::new(AtomicUsize::new(0));
-    let layer = OAuthLayer::builder(counting_source(Duration::from_secs(30), fetches.clone()))
-        .refresh_ahead(false)
-        .build();
-    let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
+    let layer = OAuthLayer::builder(counting_source_lasting(
+        Duration::from_secs(30),
+        fetches.clone(),
+    ))
+    .refresh_ahead(false)
+    .build();
+    let mut svc = layer.layer_service(echo_auth());
 
     assert_eq!(call(&mut svc).await, "Bearer t1");
     tokio::time::advance(Duration::from_secs(14)).await;
@@ -362,11 +327,14 @@ async fn a_30s_token_is_refreshed_with_15s_left() {
 #[tokio::test(start_paused = true)]
 async fn the_refresh_margin_is_configurable() {
     let fetches = Arc::new(AtomicUsize::new(0));
-    let layer = OAuthLayer::builder(counting_source(Duration::from_secs(600), fetches.clone()))
-        .refresh_margin(Duration::from_secs(100))
-        .refresh_ahead(false)
-        .build();
-    let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
+    let layer = OAuthLayer::builder(counting_source_lasting(
+        Duration::from_secs(600),
+        fetches.clone(),
+    ))
+    .refresh_margin(Duration::from_secs(100))
+    .refresh_ahead(false)
+    .build();
+    let mut svc = layer.layer_service(echo_auth());
     call(&mut svc).await;
     tokio::time::advance(Duration::from_secs(499)).await;
     settle().await;
@@ -390,8 +358,8 @@ async fn the_fetch_completes_when_its_caller_is_dropped() {
         ..Default::default()
     })
     .await;
-    let layer = OAuthLayer::new(source_for(&server));
-    let svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
+    let layer = OAuthLayer::new(client_for(&server));
+    let svc = layer.layer_service(echo_auth());
     let pending = svc.oneshot(Request::new(String::new()));
     // Start the fetch, then give up on the request.
     let _ = tokio::time::timeout(Duration::from_millis(10), pending).await;
@@ -407,7 +375,7 @@ async fn the_fetch_completes_when_its_caller_is_dropped() {
 #[tokio::test]
 async fn invalidate_and_refresh() {
     let fetches = Arc::new(AtomicUsize::new(0));
-    let layer = OAuthLayer::new(counting_source(Duration::from_secs(3600), fetches.clone()));
+    let layer = OAuthLayer::new(counting_source(fetches.clone()));
     let cache = layer.cache();
     let t1 = cache.token().await.unwrap();
     let again = cache.token().await.unwrap();
@@ -423,14 +391,14 @@ async fn invalidate_and_refresh() {
     );
     cache.invalidate();
     assert!(cache.current().is_none());
-    let mut svc = layer.layer_service(echo_auth(Arc::new(AtomicUsize::new(0))));
+    let mut svc = layer.layer_service(echo_auth());
     assert_eq!(call(&mut svc).await, "Bearer t3");
     assert_eq!(fetches.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
 async fn the_authorization_header_is_marked_sensitive() {
-    let layer = OAuthLayer::new(counting_source(Duration::from_secs(3600), Arc::default()));
+    let layer = OAuthLayer::new(counting_source(Arc::default()));
     let svc = layer.layer_service(service_fn(|req: Request<()>| async move {
         Ok::<_, BoxError>(Response::new(req.headers()[AUTHORIZATION].is_sensitive()))
     }));
@@ -440,7 +408,7 @@ async fn the_authorization_header_is_marked_sensitive() {
 #[tokio::test]
 async fn debug_never_shows_the_secret_or_the_token() {
     let server = AuthServer::start_default().await;
-    let source = source_for(&server);
+    let source = client_for(&server);
     let layer = OAuthLayer::new(source.clone());
     let token = layer.cache().token().await.unwrap();
     let access_token = secrecy::ExposeSecret::expose_secret(token.access_token()).to_owned();

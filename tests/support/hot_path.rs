@@ -1,0 +1,193 @@
+//! The hot path as the measurements see it (`tests/alloc.rs` and the benches through
+//! `benches/common`): the no-op inner service, the requests, the static-header layer
+//! `OAuthLayer` is compared with, and `OAuthLayer` over an in-process source.
+//!
+//! Everything here uses the crate's public API only.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Empty, Full};
+use tower::Service;
+use tower_http::set_header::SetRequestHeaderLayer;
+use tower_oauth::{OAuthLayer, Token, TokenSource, source_fn};
+
+/// The access token every layer sends. As long as a typical opaque token.
+pub const TOKEN: &str = "2YotnFZFEjr1zCsicMWpAA.bench-token-0123456789abcdef";
+
+/// The lifetime of the measured tokens: long enough never to be refreshed in a run.
+pub const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The inner service: answers at once (a ready future), is `Copy`, allocates nothing.
+///
+/// It looks at the request (through `black_box`) so the header insertion cannot be
+/// optimised away, then drops it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Noop;
+
+impl<B> Service<Request<B>> for Noop {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        std::hint::black_box(&req);
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// A request body that cannot be replayed: a one-shot stream of unknown length, not
+/// `Clone` (like a body streamed from a file or a channel). Making one does not allocate.
+#[derive(Debug)]
+pub struct Streaming {
+    chunk: Option<Bytes>,
+}
+
+impl Streaming {
+    pub fn new() -> Streaming {
+        Streaming {
+            chunk: Some(Bytes::from_static(b"{\"streamed\":true}")),
+        }
+    }
+}
+
+impl Default for Streaming {
+    fn default() -> Self {
+        Streaming::new()
+    }
+}
+
+impl Body for Streaming {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.chunk.take().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Unknown length, as for a stream.
+        SizeHint::default()
+    }
+}
+
+/// The request bodies the hot path is measured with. None of them allocates.
+pub fn empty_body() -> Empty<Bytes> {
+    Empty::new()
+}
+
+/// A small JSON body in static bytes: replayable.
+pub fn full_body() -> Full<Bytes> {
+    Full::new(Bytes::from_static(b"{\"name\":\"value\",\"n\":42}"))
+}
+
+pub fn streaming_body() -> Streaming {
+    Streaming::new()
+}
+
+/// The bare request: `GET /` with `body()`, no headers (`Request::new`).
+pub fn bare<B: 'static>(
+    body: fn() -> B,
+) -> impl Fn() -> Request<B> + Clone + Send + Sync + 'static {
+    move || Request::new(body())
+}
+
+/// The realistic request: `POST /v1/orders` with `content-type: application/json`,
+/// `accept: application/json` and `user-agent: bench/1.0`, and the JSON [`full_body`].
+pub fn post() -> impl Fn() -> Request<Full<Bytes>> + Clone + Send + Sync + 'static {
+    post_to(Uri::from_static("/v1/orders"))
+}
+
+/// [`post`] to `uri` (an absolute one for a real client).
+///
+/// How the request is built, the same for every stack measured: the three header values
+/// are made once, at run time, from `String`s (as an application makes them from its
+/// configuration), outside the measured loop; each request clones them. A `HeaderValue`
+/// made from a `String` shares its bytes only from its first clone on (that clone
+/// allocates the shared state), so each is cloned once here, and a clone per request is a
+/// reference count. The header names are the standard ones (no allocation), the body is
+/// static bytes, and `uri` is cloned per request.
+pub fn post_to(uri: Uri) -> impl Fn() -> Request<Full<Bytes>> + Clone + Send + Sync + 'static {
+    let json = shared_value(String::from("application/json"));
+    let user_agent = shared_value(String::from("bench/1.0"));
+    move || {
+        Request::post(uri.clone())
+            .header(CONTENT_TYPE, json.clone())
+            .header(ACCEPT, json.clone())
+            .header(USER_AGENT, user_agent.clone())
+            .body(full_body())
+            .expect("valid request")
+    }
+}
+
+/// A header value made from `text` at run time, cloned once so that its later clones are
+/// reference counts (see [`post_to`]).
+fn shared_value(text: String) -> HeaderValue {
+    let value = HeaderValue::try_from(text).expect("valid header value");
+    drop(value.clone());
+    value
+}
+
+/// `Bearer <TOKEN>` built at run time, as a user builds it from a token they hold, marked
+/// sensitive like the crate's. It is cloned once here: a `HeaderValue` made from a string
+/// shares its bytes only from its first clone on (that clone allocates the shared
+/// state), so from here on every clone is a reference count, as with the crate's value.
+pub fn bearer_value(token: &str) -> HeaderValue {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).expect("valid header");
+    value.set_sensitive(true);
+    drop(value.clone());
+    value
+}
+
+/// tower-http's `SetRequestHeader` with a fixed `Authorization` value: what a hand-set
+/// header costs.
+pub fn static_header_layer() -> SetRequestHeaderLayer<HeaderValue> {
+    SetRequestHeaderLayer::overriding(AUTHORIZATION, bearer_value(TOKEN))
+}
+
+/// An in-process source that hands out [`TOKEN`] for [`LIFETIME`] at once, and counts its
+/// fetches.
+pub fn token_source(fetches: Arc<AtomicUsize>) -> impl TokenSource + use<> {
+    source_fn(move || {
+        fetches.fetch_add(1, Ordering::SeqCst);
+        async { Ok(Token::new(TOKEN, LIFETIME)) }
+    })
+}
+
+/// `OAuthLayer` with its defaults over [`token_source`]. The cache is cold; see [`warm`].
+pub fn oauth_layer(fetches: Arc<AtomicUsize>) -> OAuthLayer {
+    OAuthLayer::new(token_source(fetches))
+}
+
+/// The same as [`oauth_layer`] with `replay(false)`: a 401 still invalidates the token,
+/// but no copy of the request is kept to send it again. What the replay copy costs is the
+/// difference between the two.
+pub fn oauth_layer_no_replay(fetches: Arc<AtomicUsize>) -> OAuthLayer {
+    OAuthLayer::builder(token_source(fetches))
+        .replay(false)
+        .build()
+}
+
+/// Fills the layer's cache. Must run inside the runtime the measurement uses (the cache
+/// spawns its timer task there).
+pub async fn warm(layer: &OAuthLayer) {
+    layer.cache().token().await.expect("token");
+}
