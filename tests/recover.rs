@@ -677,3 +677,65 @@ async fn a_failed_token_fetch_for_the_replay_is_the_typed_error() {
     assert_eq!(seen.count(), 1, "nothing sent without a token");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 }
+
+/// Issue: a 401 that is not about our token never drops it. A redirect follower below the
+/// layer leaves the last hop's URI in tower-http's `RequestUri`: a 401 from another origin
+/// keeps the token and sends nothing again; one from the same origin is recovered.
+#[tokio::test]
+async fn a_401_from_another_origin_after_a_redirect_keeps_the_token() {
+    use tower_http::follow_redirect::RequestUri;
+    for (last_hop, replayed) in [
+        ("https://elsewhere.example/login", false),
+        ("https://api.example/v1/next", true),
+    ] {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let seen = Seen::default();
+        let api = {
+            let seen = seen.clone();
+            service_fn(move |req: Request<String>| {
+                seen.push(auth_of(&req));
+                async move {
+                    let mut res = status(StatusCode::UNAUTHORIZED);
+                    res.extensions_mut()
+                        .insert(RequestUri(last_hop.parse().unwrap()));
+                    Ok::<_, BoxError>(res)
+                }
+            })
+        };
+        let layer = OAuthLayer::new(counting_source(fetches.clone()));
+        let svc = layer.layer(api);
+        let req = Request::get("https://api.example/v1/start")
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        if replayed {
+            assert_eq!(seen.all(), ["Bearer t1", "Bearer t2"], "{last_hop}");
+            assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        } else {
+            assert_eq!(seen.all(), ["Bearer t1"], "{last_hop}: not sent again");
+            assert_eq!(fetches.load(Ordering::SeqCst), 1);
+            assert!(layer.cache().current().is_some(), "the token is kept");
+        }
+    }
+}
+
+/// Issue: a 401 to a request the layer did not authorize (it carried the caller's own
+/// `Authorization`) never drops the layer's token.
+#[tokio::test]
+async fn a_401_to_a_request_with_its_own_authorization_keeps_the_token() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let layer = OAuthLayer::new(counting_source(fetches.clone()));
+    layer.cache().token().await.unwrap();
+    let svc = layer.layer(service_fn(|_req: Request<String>| async move {
+        Ok::<_, BoxError>(status(StatusCode::UNAUTHORIZED))
+    }));
+    let req = Request::get("https://api.example/")
+        .header(http::header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+        .body(String::new())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert!(layer.cache().current().is_some(), "the token is kept");
+}

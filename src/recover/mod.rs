@@ -125,9 +125,11 @@ mod policy;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use http::Request;
+use http::{Request, Uri};
 
 use crate::cache::{Rejected, TokenCache, TokenId};
+#[cfg(feature = "follow-redirect")]
+use crate::origin::Origin;
 use copy::RequestCopy;
 
 pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
@@ -196,11 +198,12 @@ impl NoReplay {
     }
 }
 
-/// What one request in flight keeps for recovery.
+/// What one request in flight keeps for recovery: the copy to send again, or why there is
+/// none and where the request went (to tell a 401 from another origin).
 pub(crate) struct RecoverRequest<S, B, P> {
     recover: Arc<Recover<S, P>>,
     used: TokenId,
-    copy: Result<RequestCopy<B>, NoReplay>,
+    copy: Result<RequestCopy<B>, (NoReplay, Uri)>,
 }
 
 /// A request to send again, with the service to send it and the recovery state.
@@ -216,11 +219,11 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     #[inline]
     pub(crate) fn new(recover: &Arc<Recover<S, P>>, used: TokenId, request: &Request<B>) -> Self {
         let copy = if !recover.policy.may_replay(request) {
-            Err(NoReplay::Policy)
+            Err((NoReplay::Policy, request.uri().clone()))
         } else {
             match recover.policy.clone_body(request.body()) {
                 Some(body) => Ok(RequestCopy::new(request, body)),
-                None => Err(NoReplay::Body),
+                None => Err((NoReplay::Body, request.uri().clone())),
             }
         };
         RecoverRequest {
@@ -230,12 +233,35 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
         }
     }
 
-    /// Whether the answer says the token was rejected.
+    /// Whether the answer says the token was rejected: the policy says so, and the answer
+    /// came from the origin the token was sent to. A redirect follower below the layer
+    /// leaves the URI of the last hop in tower-http's `RequestUri` response extension; a
+    /// 401 from another origin is not about this token.
     #[inline]
     pub(crate) fn is_rejection<R>(&self, response: &http::Response<R>) -> bool {
-        self.recover
+        if !self
+            .recover
             .policy
             .is_rejection(response.status(), response.headers())
+        {
+            return false;
+        }
+        #[cfg(feature = "follow-redirect")]
+        if let Some(tower_http::follow_redirect::RequestUri(last)) = response.extensions().get() {
+            let sent_to = match &self.copy {
+                Ok(copy) => copy.uri(),
+                Err((_, uri)) => uri,
+            };
+            let same = Origin::from_uri(sent_to).is_some_and(|origin| origin.matches(last));
+            if !same {
+                tracing::info!(
+                    target: "tower_oauth",
+                    "401 from another origin than the token was sent to; token kept"
+                );
+                return false;
+            }
+        }
+        true
     }
 
     /// The token was rejected: invalidates it (if it is still the cached one), and gives
@@ -254,7 +280,7 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
             return None;
         }
         match self.copy {
-            Err(why) => {
+            Err((why, _)) => {
                 tracing::info!(
                     target: "tower_oauth",
                     invalidated,
