@@ -125,7 +125,9 @@ mod policy;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use http::{Request, Uri};
+use http::Request;
+#[cfg(feature = "follow-redirect")]
+use http::Uri;
 
 use crate::cache::{Rejected, TokenCache, TokenId};
 #[cfg(feature = "follow-redirect")]
@@ -203,8 +205,23 @@ impl NoReplay {
 pub(crate) struct RecoverRequest<S, B, P> {
     recover: Arc<Recover<S, P>>,
     used: TokenId,
-    copy: Result<RequestCopy<B>, (NoReplay, Uri)>,
+    copy: Result<RequestCopy<B>, (NoReplay, SentTo)>,
 }
+
+/// Where a request without a copy went: its URI with the `follow-redirect` feature (to
+/// compare with the last hop's), nothing without it.
+#[cfg(feature = "follow-redirect")]
+type SentTo = Uri;
+#[cfg(not(feature = "follow-redirect"))]
+type SentTo = ();
+
+#[cfg(feature = "follow-redirect")]
+fn sent_to<B>(request: &Request<B>) -> SentTo {
+    request.uri().clone()
+}
+
+#[cfg(not(feature = "follow-redirect"))]
+fn sent_to<B>(_: &Request<B>) -> SentTo {}
 
 /// A request to send again, with the service to send it and the recovery state.
 pub(crate) struct Resend<S, B, P> {
@@ -219,11 +236,11 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     #[inline]
     pub(crate) fn new(recover: &Arc<Recover<S, P>>, used: TokenId, request: &Request<B>) -> Self {
         let copy = if !recover.policy.may_replay(request) {
-            Err((NoReplay::Policy, request.uri().clone()))
+            Err((NoReplay::Policy, sent_to(request)))
         } else {
             match recover.policy.clone_body(request.body()) {
                 Some(body) => Ok(RequestCopy::new(request, body)),
-                None => Err((NoReplay::Body, request.uri().clone())),
+                None => Err((NoReplay::Body, sent_to(request))),
             }
         };
         RecoverRequest {
