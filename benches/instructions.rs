@@ -6,7 +6,7 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_no_replay`, `mutex_slot`,
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_no_replay`, `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`). It
@@ -35,14 +35,14 @@ use std::time::Duration;
 
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, bare, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, post,
+    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, oauth_layer_off, post,
     static_header_layer, streaming_body, warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_no_replay|mutex_slot|rwlock_slot> \
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_no_replay|mutex_slot|rwlock_slot> \
                      <empty|full|streaming|post> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
@@ -116,6 +116,13 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
             rt.block_on(async {
                 warm(&layer).await;
                 drive(layer.layer(Noop), request, n).await
+            });
+        }
+        "oauth_off" => {
+            let layer = oauth_layer_off(Arc::new(AtomicUsize::new(0)));
+            rt.block_on(async {
+                warm(&layer).await;
+                drive(layer.layer(Noop), body, n).await
             });
         }
         "oauth_no_replay" => {

@@ -99,8 +99,8 @@ async fn token(State(s): State<Arc<Servers>>, headers: HeaderMap) -> Response {
         .unwrap_or_default()
         .to_owned();
     use base64::Engine;
-    let expected = base64::engine::general_purpose::STANDARD
-        .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
     if basic != format!("Basic {expected}") {
         return (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#).into_response();
     }
@@ -175,7 +175,10 @@ fn start_redis(port: u16) -> std::io::Result<Child> {
 
 async fn wait_for_redis(port: u16) {
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -224,11 +227,17 @@ async fn parent(processes: usize, seconds: u64, redis_port: u16) -> Result<bool,
     tokio::time::sleep_until((started + run / 3).into()).await;
     let _ = redis.kill();
     let _ = redis.wait();
-    println!("fleet: Redis killed at {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "fleet: Redis killed at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep_until((started + run * 2 / 3).into()).await;
     redis = start_redis(redis_port)?;
     wait_for_redis(redis_port).await;
-    println!("fleet: Redis restarted at {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "fleet: Redis restarted at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let outputs = tokio::task::spawn_blocking(move || {
         children
@@ -243,7 +252,13 @@ async fn parent(processes: usize, seconds: u64, redis_port: u16) -> Result<bool,
     let api = servers.api.lock().unwrap().clone();
     println!(
         "\n{:>7} {:>9} {:>9} {:>13} {:>14} {:>14} {:>6}",
-        "process", "requests", "successes", "without token", "token fetches", "longest wait", "hangs"
+        "process",
+        "requests",
+        "successes",
+        "without token",
+        "token fetches",
+        "longest wait",
+        "hangs"
     );
     let (mut requests, mut successes, mut without, mut hangs, mut longest) = (0, 0, 0, 0, 0u64);
     for (i, output) in outputs.iter().enumerate() {

@@ -186,6 +186,14 @@ pub fn oauth_layer_no_replay(fetches: Arc<AtomicUsize>) -> OAuthLayer {
         .build()
 }
 
+/// The same as [`oauth_layer`] with recovery off (`recover_on(RecoverOn::Never)`): no
+/// reference and no copy kept, answers passed back as they come.
+pub fn oauth_layer_off(fetches: Arc<AtomicUsize>) -> OAuthLayer {
+    OAuthLayer::builder(token_source(fetches))
+        .recover_on(tower_oauth::recover::RecoverOn::Never)
+        .build()
+}
+
 /// Fills the layer's cache. Must run inside the runtime the measurement uses (the cache
 /// spawns its timer task there).
 pub async fn warm(layer: &OAuthLayer) {
