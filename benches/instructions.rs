@@ -122,7 +122,7 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
             let layer = oauth_layer_off(Arc::new(AtomicUsize::new(0)));
             rt.block_on(async {
                 warm(&layer).await;
-                drive(layer.layer(Noop), body, n).await
+                drive(layer.layer(Noop), request, n).await
             });
         }
         "oauth_no_replay" => {
