@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the clock moves on; a token may be used up to this long past its usable part
 /// when the timer task could not run.
@@ -21,14 +21,19 @@ static NOW_MS: AtomicU64 = AtomicU64::new(0);
 static CACHES: AtomicUsize = AtomicUsize::new(0);
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+fn epoch() -> (Instant, SystemTime) {
+    static EPOCH: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    *EPOCH.get_or_init(|| (Instant::now(), SystemTime::now()))
 }
 
-/// Milliseconds since the epoch, read from the system's monotonic clock (not tokio's).
+/// Milliseconds since the epoch: the system's monotonic clock (not tokio's), or the wall
+/// clock where it ran further (a suspended machine's monotonic clock stands still).
 pub(crate) fn read_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    let (instant, wall) = epoch();
+    let elapsed = instant
+        .elapsed()
+        .max(SystemTime::now().duration_since(wall).unwrap_or_default());
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The coarse time: at most one tick behind [`read_ms`] while the clock thread runs.
@@ -42,15 +47,15 @@ pub(crate) struct ClockUser(());
 
 impl ClockUser {
     pub(crate) fn new() -> ClockUser {
-        CACHES.fetch_add(1, Ordering::AcqRel);
+        CACHES.fetch_add(1, Ordering::SeqCst);
         NOW_MS.fetch_max(read_ms(), Ordering::Relaxed);
-        if !RUNNING.swap(true, Ordering::AcqRel) {
+        if !RUNNING.swap(true, Ordering::SeqCst) {
             let spawned = std::thread::Builder::new()
                 .name("tower-oauth-clock".into())
                 .spawn(run);
             if spawned.is_err() {
                 // No thread: the timer task alone marks tokens due, as before.
-                RUNNING.store(false, Ordering::Release);
+                RUNNING.store(false, Ordering::SeqCst);
                 tracing::warn!(target: "tower_oauth", "could not start the coarse clock thread");
             }
         }
@@ -60,17 +65,17 @@ impl ClockUser {
 
 impl Drop for ClockUser {
     fn drop(&mut self) {
-        CACHES.fetch_sub(1, Ordering::AcqRel);
+        CACHES.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 fn run() {
     loop {
         NOW_MS.fetch_max(read_ms(), Ordering::Relaxed);
-        if CACHES.load(Ordering::Acquire) == 0 {
-            RUNNING.store(false, Ordering::Release);
+        if CACHES.load(Ordering::SeqCst) == 0 {
+            RUNNING.store(false, Ordering::SeqCst);
             // A cache made meanwhile may have seen RUNNING still true: carry on for it.
-            if CACHES.load(Ordering::Acquire) == 0 || RUNNING.swap(true, Ordering::AcqRel) {
+            if CACHES.load(Ordering::SeqCst) == 0 || RUNNING.swap(true, Ordering::SeqCst) {
                 return;
             }
         }

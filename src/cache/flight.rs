@@ -56,6 +56,8 @@ fn is_live(rx: &watch::Receiver<Outcome>) -> bool {
 struct Reporter {
     cache: TokenCache,
     tx: Option<watch::Sender<Outcome>>,
+    /// The cache's generation when the fetch began.
+    generation: u64,
 }
 
 impl Reporter {
@@ -65,7 +67,7 @@ impl Reporter {
 
     fn send(&mut self, outcome: Result<Arc<Entry>, Error>) {
         if let Some(tx) = self.tx.take() {
-            self.cache.record(&outcome);
+            self.cache.record(&outcome, self.generation);
             let _ = tx.send(Some(outcome));
             // The timer schedules the next background try, or logs the success.
             self.cache.shared.wake.notify_one();
@@ -155,7 +157,11 @@ impl TokenCache {
                 Some(entry) if flight.retry_at.is_some_and(|at| now < at) => {
                     return Step::Ready(entry);
                 }
-                None if flight.quiet_until.is_some_and(|at| now < at) => {
+                // The last fetch of this generation failed: its error, until the window ends.
+                None if flight.quiet_until.is_some_and(|at| now < at)
+                    && flight.generation == generation
+                    && rx.borrow().as_ref().is_some_and(Result::is_err) =>
+                {
                     return Step::Wait(rx.clone());
                 }
                 _ => {}
@@ -200,6 +206,7 @@ impl TokenCache {
         let reporter = Reporter {
             cache: self.clone(),
             tx: Some(tx),
+            generation,
         };
         tokio::spawn(async move {
             let outcome = reporter.cache.fetch_and_store(generation).await;
@@ -209,9 +216,13 @@ impl TokenCache {
     }
 
     /// Keeps count of failures and sets when the next fetch may go out.
-    fn record(&self, outcome: &Result<Arc<Entry>, Error>) {
+    fn record(&self, outcome: &Result<Arc<Entry>, Error>, generation: u64) {
         let config = &self.shared.config;
         let mut flight = self.flight();
+        // A fetch from before an `invalidate()` says nothing about the current one.
+        if flight.generation != generation {
+            return;
+        }
         match outcome {
             Ok(_) => {
                 flight.failures = 0;
@@ -264,11 +275,19 @@ impl TokenCache {
         match entry {
             Ok(entry) => {
                 let entry = Arc::new(entry);
-                if shared.generation.load(Ordering::Acquire) != generation {
-                    tracing::debug!(target: "tower_oauth", "token fetched before an invalidate(): not stored");
-                    return Ok(entry);
+                {
+                    // Under the flight lock, as `invalidate()` moves the generation on: a
+                    // token fetched before an invalidate is never stored after it.
+                    let _flight = self.flight();
+                    if shared.generation.load(Ordering::Acquire) != generation {
+                        tracing::debug!(target: "tower_oauth", "token fetched before an invalidate(): not kept");
+                        if let Some(store) = &shared.store {
+                            store.reject(&entry.token);
+                        }
+                        return Ok(entry);
+                    }
+                    shared.slot.store(Some(entry.clone()));
                 }
-                shared.slot.store(Some(entry.clone()));
                 self.start_timer();
                 shared.wake.notify_one();
                 tracing::debug!(

@@ -45,9 +45,9 @@
 //! Requests go on using the current token meanwhile: in steady state no request waits for
 //! the token endpoint. See [`OAuthLayerBuilder::refresh_ahead`](crate::OAuthLayerBuilder::refresh_ahead).
 //!
-//! - *Hard expiry* is separate: past the usable part, requests wait for the single fetch in
-//!   flight (a background refresh still running, or one they start); before it they never
-//!   wait.
+//! - *Hard expiry* is separate: past the usable part, a request that holds a token that
+//!   has not expired goes on with it and starts the single fetch of the next (if none is in
+//!   flight); only a request without a valid token waits for that fetch.
 //! - A failed refresh is retried in the background with exponential backoff and jitter (1
 //!   second doubling up to 60 seconds by default), or after the endpoint's `Retry-After`
 //!   (on 429 and 503) when that is longer, up to the backoff maximum. The token endpoint
@@ -169,8 +169,11 @@ impl TokenCache {
     /// [`store`](crate::store), that token is not taken back from the store either, and the
     /// store entry is deleted (in the background) if it still holds it.
     pub fn invalidate(&self) {
-        self.shared.generation.fetch_add(1, Ordering::AcqRel);
-        let previous = self.shared.slot.swap(None);
+        let previous = {
+            let _flight = self.flight();
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            self.shared.slot.swap(None)
+        };
         if let (Some(entry), Some(store)) = (previous, &self.shared.store) {
             store.reject(&entry.token);
         }

@@ -94,14 +94,14 @@ impl<S, B, P> ResponseFuture<S, B, P>
 where
     S: Service<Request<B>>,
 {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn passed(future: S::Future) -> Self {
         ResponseFuture {
             state: State::Passed { future },
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sent(future: S::Future, recover: RecoverRequest<S, B, P>) -> Self {
         ResponseFuture {
             state: State::Sent { future, recover },
@@ -244,7 +244,7 @@ where
                             "new token rejected too (401); passing the response back"
                         );
                         recover.cache.second_attempt_rejected(*used);
-                    } else {
+                    } else if response.status().is_success() {
                         recover.cache.second_attempt_accepted();
                     }
                     return Poll::Ready(Ok(response));

@@ -101,9 +101,10 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     ///
     /// The margin used for a token is never more than half of its lifetime (`expires_in`),
     /// so a token that lives 30 seconds is refreshed with 15 seconds left, not on every
-    /// request. Requests that find the token due wait for the single fetch of a new one;
-    /// with [`refresh_ahead`](Self::refresh_ahead) (the default) that fetch has usually
-    /// happened in the background well before.
+    /// request. A request that finds the token due but not expired goes on with it and
+    /// starts the single fetch of a new one; only requests without a valid token wait for
+    /// that fetch. With [`refresh_ahead`](Self::refresh_ahead) (the default) the fetch has
+    /// usually happened in the background well before.
     ///
     /// Every value works: zero uses a token until it expires (requests then wait for the
     /// next), `Duration::MAX` refreshes each token halfway through its lifetime.
@@ -253,8 +254,9 @@ impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
     /// token endpoint. A 100 second token with the default 60 second margin (so `M` = 50
     /// seconds) is refreshed between 32.5 and 37.5 seconds after it was stored.
     ///
-    /// Without it, the first request past the usable part waits for the fetch of a new
-    /// token (so do the others that come meanwhile; they share the one fetch).
+    /// Without it, the first request past the usable part starts the fetch of a new token
+    /// and goes on with the current one while it is valid; requests that come meanwhile
+    /// share that one fetch.
     pub fn refresh_ahead(mut self, enabled: bool) -> Self {
         self.config.refresh_ahead = enabled;
         self

@@ -29,11 +29,13 @@
 //!   service is called. With recovery on, the future also keeps the token's id, one
 //!   reference to the layer's recovery state and, if the request can be sent again, a copy
 //!   of it ([`recover`](crate::recover)).
-//! - *No usable token* (a cold cache, a token due for refresh with refresh ahead off): the
-//!   request waits in a boxed state for the single fetch in flight, with the service that
-//!   was made ready for it.
+//! - *Not fresh* (a cold cache, a token due or expired, after an `invalidate`): the request
+//!   goes through a boxed state with the service that was made ready for it. It gets a token
+//!   that is still valid at once (and starts the one fetch of the next if none is in
+//!   flight); without one it waits for that fetch.
 //! - *401*: the [recovery policy](crate::recover::Policy) decides; the rejected token is
-//!   invalidated by id (compare-and-swap) and the request sent again once.
+//!   invalidated by id (compare-and-swap) and the request sent again once, unless second
+//!   attempts were rejected too and the backoff holds the token (the caller gets the 401).
 
 mod future;
 mod layer;
@@ -75,7 +77,7 @@ pub struct OAuth<S, P = Standard> {
     recover: Arc<Recover<S, P>>,
 }
 
-impl<S: Clone, P: Clone> Clone for OAuth<S, P> {
+impl<S: Clone, P> Clone for OAuth<S, P> {
     fn clone(&self) -> Self {
         OAuth {
             inner: self.inner.clone(),
@@ -125,7 +127,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.attach.decide(&req) {
             Decision::Attach => {}
@@ -138,7 +140,7 @@ where
             .fresh()
             .map(|entry| (entry.header.clone(), entry.id));
         let Some((header, used)) = fresh else {
-            // No usable token: wait for one with the service that was made ready, and leave
+            // Not fresh: wait for one with the service that was made ready, and leave
             // a clone here for the next request.
             let recover = self.recover.policy.is_enabled().then(|| {
                 self.recover.keep_spare(&self.inner);

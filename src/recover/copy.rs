@@ -15,7 +15,7 @@ pub(crate) struct RequestCopy<B> {
 }
 
 impl<B> RequestCopy<B> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(request: &Request<B>, body: B) -> RequestCopy<B> {
         let headers = if request.headers().is_empty() {
             Vec::new()

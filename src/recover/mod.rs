@@ -14,7 +14,16 @@
 //!    is another 401: there is never a loop.
 //!
 //! A `403 Forbidden` (RFC 6750 section 3.1 `insufficient_scope`) is not a rejected token: it
-//! is passed back untouched and invalidates nothing.
+//! is passed back untouched and invalidates nothing. Neither is a 401 to a request the layer
+//! did not authorize, nor (feature `follow-redirect`) a 401 that tower-http's `RequestUri`
+//! says came from another origin than the token was sent to.
+//!
+//! An API that rejects every token must not turn every request into a token request: once
+//! a second attempt with a new token is rejected too, a rejected token is dropped at most
+//! once per backoff step (1 second, doubling, up to the
+//! [`retry_backoff`](crate::OAuthLayerBuilder::retry_backoff) maximum), and inside a step
+//! it is kept and the caller gets the 401 without a second attempt. A second attempt that
+//! succeeds ends the backoff.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -138,7 +147,9 @@ pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
 
 /// What a layer keeps for recovery, shared by its services: the cache, the policy, and a
 /// spare clone of the inner service for second attempts (taken on the first request, then
-/// cloned again only when a 401 comes back, never per request).
+/// cloned again only when a 401 comes back, never per request). The spare is the inner
+/// service as it was at the first request: one replaced later through `get_mut` is not
+/// used for second attempts.
 pub(crate) struct Recover<S, P> {
     pub(crate) cache: TokenCache,
     pub(crate) policy: P,
@@ -233,7 +244,7 @@ pub(crate) struct Resend<S, B, P> {
 impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     /// What `request`, about to be sent with token `used`, keeps for recovery: a copy of
     /// it if the policy may send it again and its body can be copied.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(recover: &Arc<Recover<S, P>>, used: TokenId, request: &Request<B>) -> Self {
         let copy = if !recover.policy.may_replay(request) {
             Err((NoReplay::Policy, sent_to(request)))
@@ -269,7 +280,8 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
                 Ok(copy) => copy.uri(),
                 Err((_, uri)) => uri,
             };
-            let same = Origin::from_uri(sent_to).is_some_and(|origin| origin.matches(last));
+            // A relative URI (its origin set by a layer below) cannot be compared: ours.
+            let same = Origin::from_uri(sent_to).is_none_or(|origin| origin.matches(last));
             if !same {
                 tracing::info!(
                     target: "tower_oauth",
