@@ -157,8 +157,9 @@ impl RedisStore {
     /// cluster's other nodes are found from these. Each call makes its own connections.
     ///
     /// # Errors
-    /// [`Error::is_config`] if `urls` is empty or a URL does not parse. The error does not
-    /// repeat the URLs, which may hold a password.
+    /// [`Error::is_config`] if `urls` is empty, a URL does not parse, or the URLs differ in
+    /// their user or password. The error does not repeat the URLs, which may hold a
+    /// password.
     ///
     /// ```no_run
     /// use tower_oauth::store::RedisStore;
@@ -182,7 +183,11 @@ impl RedisStore {
             .response_timeout(Duration::from_secs(1))
             .retries(2)
             .build()
-            .map_err(|_| Error::config("a Redis Cluster URL does not parse"))?;
+            .map_err(|_| {
+                Error::config(
+                    "a Redis Cluster URL does not parse, or the URLs differ in their credentials",
+                )
+            })?;
         Ok(RedisStore::from_cluster_client(client))
     }
 
@@ -229,7 +234,11 @@ impl RedisStore {
     }
 
     fn connection(&self) -> Result<Connection, BoxError> {
-        let mut connection = self.inner.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut connection = self
+            .inner
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(connection) = &*connection {
             return Ok(connection.clone());
         }
@@ -238,9 +247,9 @@ impl RedisStore {
             Some(Client::Single(client, config)) => Connection::Single(
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
             ),
-            Some(Client::Cluster(client, config)) => Connection::Cluster(
-                client.get_pending_async_connection_with_config(config.clone()),
-            ),
+            Some(Client::Cluster(client, config)) => {
+                Connection::Cluster(client.get_pending_async_connection_with_config(config.clone()))
+            }
         };
         *connection = Some(made.clone());
         Ok(made)
