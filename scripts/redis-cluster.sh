@@ -4,6 +4,8 @@
 #
 #   export REDIS_CLUSTER_URLS="$(bash scripts/redis-cluster.sh start)"
 #
+# Anything else on those ports (a node down, a broken earlier run) is shut down and the
+# cluster made again from scratch: use ports nothing else runs Redis on.
 # Ports: REDIS_CLUSTER_PORTS (default "7001 7002 7003"). Files: REDIS_CLUSTER_DIR (default
 # /tmp/tower-oauth-redis-cluster). No persistence, no replicas. Progress goes to stderr; the
 # only stdout line of `start` and `urls` is the comma-separated list of node URLs.
@@ -32,19 +34,23 @@ known_nodes() {
     | sed -n 's/^cluster_known_nodes://p'
 }
 
+all_up() {
+  local p
+  for p in "${PORTS[@]}"; do ping "$p" || return 1; done
+}
+
 start() {
-  if state_ok && [ "$(known_nodes)" = "${#PORTS[@]}" ]; then
+  if all_up && state_ok && [ "$(known_nodes)" = "${#PORTS[@]}" ]; then
     say "Redis Cluster already up on ports ${PORTS[*]}"
     urls
     return
   fi
+  # Anything less than a healthy cluster of all the nodes (one node down, a broken earlier
+  # run) is started again from scratch: the data is only test data.
+  stop
   mkdir -p "$DIR"
   local p
   for p in "${PORTS[@]}"; do
-    if ping "$p"; then continue; fi
-    # A node that is down starts from scratch: its old cluster config would name peers
-    # that may be gone.
-    rm -f "$DIR/nodes-$p.conf"
     redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
       --cluster-config-file "$DIR/nodes-$p.conf" --cluster-node-timeout 5000 \
       --daemonize yes --save "" --appendonly no --dir "$DIR" \
@@ -54,16 +60,9 @@ start() {
     for _ in $(seq 1 50); do ping "$p" && break; sleep 0.1; done
     ping "$p" || { say "redis-server on port $p did not start; see $DIR/redis-$p.log"; exit 1; }
   done
-  if ! state_ok; then
-    # Nodes left over from an earlier, broken run: empty them and forget their peers.
-    for p in "${PORTS[@]}"; do
-      redis-cli -h 127.0.0.1 -p "$p" flushall >/dev/null 2>&1 || true
-      redis-cli -h 127.0.0.1 -p "$p" cluster reset hard >/dev/null 2>&1 || true
-    done
-    local nodes=()
-    for p in "${PORTS[@]}"; do nodes+=("127.0.0.1:$p"); done
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >&2
-  fi
+  local nodes=()
+  for p in "${PORTS[@]}"; do nodes+=("127.0.0.1:$p"); done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >&2
   for _ in $(seq 1 100); do
     if state_ok; then
       say "Redis Cluster up on ports ${PORTS[*]}"
@@ -81,6 +80,9 @@ stop() {
   local p
   for p in "${PORTS[@]}"; do
     redis-cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true
+  done
+  for p in "${PORTS[@]}"; do
+    for _ in $(seq 1 50); do ping "$p" || break; sleep 0.1; done
     rm -f "$DIR/nodes-$p.conf"
   done
   say "Redis Cluster on ports ${PORTS[*]} stopped"
