@@ -111,7 +111,7 @@ async fn main() -> Result<(), BoxError> {
 
     let stored = instances[0].cache().stored_token().await?;
     println!(
-        "token in Redis under {prefix}<sha-256 of the source>: expires in {} s; \
+        "token in Redis under {prefix}{{<sha-256 of the source>}}: expires in {} s; \
          the entry ends 60 s earlier (the refresh margin)",
         stored.map_or(0, |t| t.remaining().as_secs())
     );

@@ -1,5 +1,8 @@
 //! One token for a fleet through a real Redis (`REDIS_URL`, default
 //! `redis://127.0.0.1:6379`): each "instance" is a layer with a connection of its own.
+//! Every test that needs Redis runs twice, on the same body: `single::<name>` on that
+//! Redis, and `cluster::<name>` on a Redis Cluster (`REDIS_CLUSTER_URLS`, comma-separated,
+//! default the 3 nodes `scripts/redis-cluster.sh start` runs on 127.0.0.1:7001-7003).
 //!
 //! The tests that need Redis are `#[ignore]`d: `cargo test` reports them as ignored, and
 //! `cargo test -- --include-ignored` (what `.ci/run` runs, with Redis started) runs them.
@@ -28,37 +31,138 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The nodes of the test Redis Cluster.
+fn cluster_urls() -> Vec<String> {
+    std::env::var("REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
+        })
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// What a test's store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// One Redis server at `REDIS_URL`.
+    Single,
+    /// A Redis Cluster at `REDIS_CLUSTER_URLS`.
+    Cluster,
+}
+
+impl Backend {
+    /// The URLs of its nodes (one for a single server).
+    fn urls(self) -> Vec<String> {
+        match self {
+            Backend::Single => vec![redis_url()],
+            Backend::Cluster => cluster_urls(),
+        }
+    }
+
+    /// A store with a connection of its own.
+    fn store(self) -> RedisStore {
+        match self {
+            Backend::Single => RedisStore::open(&redis_url()).expect("Redis URL"),
+            Backend::Cluster => RedisStore::open_cluster(&cluster_urls()).expect("cluster URLs"),
+        }
+    }
+
+    /// What to name in a skip or failure message, and the variable that sets it.
+    fn describe(self) -> String {
+        match self {
+            Backend::Single => format!("Redis at {} (REDIS_URL)", redis_url()),
+            Backend::Cluster => format!(
+                "a Redis Cluster at {} (REDIS_CLUSTER_URLS)",
+                cluster_urls().join(",")
+            ),
+        }
+    }
+}
+
+/// A test connection: to the one server, or to the cluster (which routes by key).
+#[derive(Clone)]
+enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn connect(backend: Backend) -> redis::RedisResult<Conn> {
+        let mut conn = match backend {
+            Backend::Single => Conn::Single(
+                redis::Client::open(redis_url().as_str())?
+                    .get_multiplexed_async_connection()
+                    .await?,
+            ),
+            Backend::Cluster => Conn::Cluster(
+                redis::cluster::ClusterClient::new(cluster_urls())?
+                    .get_async_connection()
+                    .await?,
+            ),
+        };
+        let _: String = conn.query(&redis::cmd("PING")).await?;
+        Ok(conn)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+}
+
 /// A raw connection for checks and clean-up, with this test's random key prefix.
 struct Redis {
-    conn: redis::aio::MultiplexedConnection,
+    backend: Backend,
+    conn: Conn,
     prefix: String,
 }
 
 impl Redis {
-    /// `None` (after saying why) if Redis is unreachable and `CI` is not set.
-    async fn connect(test: &str) -> Option<Redis> {
-        let url = redis_url();
-        let connect = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-            Ok::<_, redis::RedisError>(conn)
-        };
-        let failure = match tokio::time::timeout(Duration::from_secs(2), connect).await {
-            Ok(Ok(conn)) => {
-                let mut id = [0u8; 8];
-                getrandom::fill(&mut id).expect("randomness");
-                let prefix = format!("tower-oauth-test:{test}:{}:", hex::encode(id));
-                return Some(Redis { conn, prefix });
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 2 s".to_owned(),
-        };
+    /// `None` (after saying why) if Redis (or the cluster) is unreachable and `CI` is not
+    /// set.
+    async fn connect(test: &str, backend: Backend) -> Option<Redis> {
+        let failure =
+            match tokio::time::timeout(Duration::from_secs(2), Conn::connect(backend)).await {
+                Ok(Ok(conn)) => {
+                    let mut id = [0u8; 8];
+                    getrandom::fill(&mut id).expect("randomness");
+                    let prefix = format!("tower-oauth-test:{test}:{}:", hex::encode(id));
+                    return Some(Redis {
+                        backend,
+                        conn,
+                        prefix,
+                    });
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 2 s".to_owned(),
+            };
+        let what = backend.describe();
         if std::env::var_os("CI").is_some() {
-            panic!("Redis at {url} is required when CI is set: {failure}");
+            panic!("{what} is required when CI is set: {failure}");
         }
-        eprintln!("skipping {test}: Redis at {url} unreachable ({failure}); set REDIS_URL");
+        eprintln!("skipping {test}: {what} unreachable ({failure})");
         None
+    }
+
+    /// One instance: a layer with a store (and a connection) of its own.
+    fn instance(&self, source: impl TokenSource, options: StoreOptions) -> OAuthLayer {
+        OAuthLayer::builder(source)
+            .store(self.backend.store())
+            .store_options(options)
+            .build()
+    }
+
+    /// The key of the token of `source` under this test's prefix.
+    fn key_of(&self, source: &impl TokenSource) -> String {
+        format!(
+            "{}{{{}}}",
+            self.prefix,
+            source.cache_key().expect("key").to_hex()
+        )
     }
 
     /// Options with this test's prefix. The timeout per Redis call is 2 s here rather
@@ -72,63 +176,73 @@ impl Redis {
             .timeout(Duration::from_secs(2))
     }
 
-    /// The keys under this test's prefix, sorted.
+    /// The keys under this test's prefix on every node, sorted.
     async fn keys(&self) -> Vec<String> {
-        let mut conn = self.conn.clone();
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("KEYS");
+        let mut keys = Vec::new();
+        for url in self.backend.urls() {
+            let client = redis::Client::open(url.as_str()).expect("URL");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("node");
+            let on_node: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query_async(&mut conn)
+                .await
+                .expect("KEYS");
+            keys.extend(on_node);
+        }
         keys.sort();
         keys
     }
 
     async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .expect("GET")
+        let cmd = redis::cmd("GET").arg(key).to_owned();
+        self.conn.clone().query(&cmd).await.expect("GET")
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) {
+        let cmd = redis::cmd("SET").arg(key).arg(value).to_owned();
+        let () = self.conn.clone().query(&cmd).await.expect("SET");
     }
 
     async fn pttl(&self, key: &str) -> i64 {
-        let mut conn = self.conn.clone();
-        redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut conn)
+        let cmd = redis::cmd("PTTL").arg(key).to_owned();
+        self.conn.clone().query(&cmd).await.expect("PTTL")
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`; cluster only).
+    async fn keyslot(&self, key: &str) -> i64 {
+        let cmd = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).to_owned();
+        self.conn
+            .clone()
+            .query(&cmd)
             .await
-            .expect("PTTL")
+            .expect("CLUSTER KEYSLOT")
     }
 }
 
-/// Deletes the test's keys, also when the test failed.
+/// Deletes the test's keys on every node, also when the test failed.
 impl Drop for Redis {
     fn drop(&mut self) {
-        let clean = || -> redis::RedisResult<()> {
-            let client = redis::Client::open(redis_url().as_str())?;
+        let clean = |url: &str| -> redis::RedisResult<()> {
+            let client = redis::Client::open(url)?;
             let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{}*", self.prefix))
                 .query(&mut conn)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(&keys).query::<i64>(&mut conn)?;
+            // One at a time: in a cluster, keys of different slots cannot go in one DEL.
+            for key in keys {
+                redis::cmd("DEL").arg(&key).query::<i64>(&mut conn)?;
             }
             Ok(())
         };
-        if let Err(e) = clean() {
-            eprintln!("test keys under {} not deleted: {e}", self.prefix);
+        for url in self.backend.urls() {
+            if let Err(e) = clean(&url) {
+                eprintln!("test keys under {} not deleted: {e}", self.prefix);
+            }
         }
     }
-}
-
-/// One instance: a layer with a Redis connection of its own.
-fn instance(source: impl TokenSource, options: StoreOptions) -> OAuthLayer {
-    OAuthLayer::builder(source)
-        .store(RedisStore::open(&redis_url()).expect("Redis URL"))
-        .store_options(options)
-        .build()
 }
 
 /// `n` concurrent requests through `layer`; the `Authorization` header each one carried.
@@ -169,10 +283,10 @@ fn secret(token: &Token) -> String {
     token.access_token().expose_secret().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token_request() {
-    let Some(redis) = Redis::connect("cold").await else {
+async fn cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token_request(
+    backend: Backend,
+) {
+    let Some(redis) = Redis::connect("cold", backend).await else {
         return;
     };
     let server = AuthServer::start(AuthServerConfig {
@@ -182,7 +296,7 @@ async fn cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token
     })
     .await;
     let layers: Vec<_> = (0..8)
-        .map(|_| instance(client_for(&server), redis.options()))
+        .map(|_| redis.instance(client_for(&server), redis.options()))
         .collect();
 
     let headers = fleet_calls(&layers, 200).await;
@@ -197,8 +311,15 @@ async fn cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token
     let keys = redis.keys().await;
     assert_eq!(keys.len(), 1, "one token and no lock left: {keys:?}");
     let token = layers[0].cache().current().expect("cached");
-    let key_hex = client_for(&server).cache_key().expect("key").to_hex();
-    assert_eq!(keys[0], format!("{}{key_hex}", redis.prefix));
+    assert_eq!(keys[0], redis.key_of(&client_for(&server)));
+    if backend == Backend::Cluster {
+        let lock = format!("{}:lock", keys[0]);
+        assert_eq!(
+            redis.keyslot(&keys[0]).await,
+            redis.keyslot(&lock).await,
+            "the token and its lock in one slot"
+        );
+    }
     assert!(!keys[0].contains(&secret(&token)));
     assert!(!keys[0].contains(&server.config().client_secret));
     // The entry ends at expiry (3600 s) less the refresh margin (60 s).
@@ -218,12 +339,16 @@ const CYCLE_MARGIN: Duration = Duration::from_secs(1);
 const REFRESH_CYCLES: usize = 5;
 
 /// One instance of the refresh-cycle test.
-fn cycling_instance(source: ClientCredentials, options: StoreOptions) -> OAuthLayer {
+fn cycling_instance(
+    backend: Backend,
+    source: ClientCredentials,
+    options: StoreOptions,
+) -> OAuthLayer {
     OAuthLayer::builder(source)
         .refresh_margin(CYCLE_MARGIN)
         // Refresh ahead is the default; said here because the test is about it.
         .refresh_ahead(true)
-        .store(RedisStore::open(&redis_url()).expect("Redis URL"))
+        .store(backend.store())
         .store_options(options)
         .build()
 }
@@ -238,7 +363,7 @@ async fn refresh_cycles(n: usize, redis: &Redis, prefix: &str) -> usize {
     .await;
     let options = redis.options().prefix(format!("{}{prefix}", redis.prefix));
     let layers: Vec<_> = (0..n)
-        .map(|_| cycling_instance(client_for(&server), options.clone()))
+        .map(|_| cycling_instance(redis.backend, client_for(&server), options.clone()))
         .collect();
     let mut seen = HashSet::new();
     for cycle in 0..=REFRESH_CYCLES {
@@ -265,10 +390,8 @@ async fn refresh_cycles(n: usize, redis: &Redis, prefix: &str) -> usize {
     server.token_requests()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn over_5_refresh_cycles_8_instances_make_as_many_token_requests_as_one() {
-    let Some(redis) = Redis::connect("cycles").await else {
+async fn over_5_refresh_cycles_8_instances_make_as_many_token_requests_as_one(backend: Backend) {
+    let Some(redis) = Redis::connect("cycles", backend).await else {
         return;
     };
     // Both fleets run at once, on stores of their own, to keep the test short.
@@ -304,10 +427,10 @@ impl TokenSource for DyingSource {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lock_ttl() {
-    let Some(redis) = Redis::connect("dying").await else {
+async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lock_ttl(
+    backend: Backend,
+) {
+    let Some(redis) = Redis::connect("dying", backend).await else {
         return;
     };
     let server = AuthServer::start_default().await;
@@ -316,7 +439,7 @@ async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lo
 
     // Instance A runs on a runtime of its own, takes the lock, starts its fetch, and dies.
     let (started_tx, started_rx) = oneshot::channel();
-    let a = instance(
+    let a = redis.instance(
         DyingSource {
             inner: client_for(&server),
             started: Mutex::new(Some(started_tx)),
@@ -332,11 +455,7 @@ async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lo
     runtime_a.spawn(async move { cache_a.token().await });
     started_rx.await.expect("A started its fetch");
     runtime_a.shutdown_background();
-    let key = format!(
-        "{}{}",
-        redis.prefix,
-        client_for(&server).cache_key().unwrap().to_hex()
-    );
+    let key = redis.key_of(&client_for(&server));
     // Taken before the lock's PTTL is read, so the lock expires at least `lock_left`
     // after `started`, whatever the delays in between.
     let started = std::time::Instant::now();
@@ -344,7 +463,7 @@ async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lo
     assert!(lock_left > 0, "A holds the lock: PTTL {lock_left}");
     let lock_left = Duration::from_millis(lock_left as u64);
 
-    let b = instance(client_for(&server), options);
+    let b = redis.instance(client_for(&server), options);
     let token = tokio::time::timeout(Duration::from_secs(10), b.cache().token())
         .await
         .expect("B is not stuck")
@@ -364,10 +483,8 @@ async fn lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lo
     assert_eq!(secret(&stored), secret(&token));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn a_401_on_all_8_instances_makes_exactly_one_token_request() {
-    let Some(redis) = Redis::connect("reject").await else {
+async fn a_401_on_all_8_instances_makes_exactly_one_token_request(backend: Backend) {
+    let Some(redis) = Redis::connect("reject", backend).await else {
         return;
     };
     let server = AuthServer::start(AuthServerConfig {
@@ -376,7 +493,7 @@ async fn a_401_on_all_8_instances_makes_exactly_one_token_request() {
     })
     .await;
     let layers: Vec<_> = (0..8)
-        .map(|_| instance(client_for(&server), redis.options()))
+        .map(|_| redis.instance(client_for(&server), redis.options()))
         .collect();
     fleet_calls(&layers, 10).await;
     assert_eq!(server.token_requests(), 1);
@@ -428,14 +545,12 @@ async fn a_401_on_all_8_instances_makes_exactly_one_token_request() {
     assert_eq!(server.token_requests(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn a_401_deletes_the_shared_entry_while_it_still_holds_the_token() {
-    let Some(redis) = Redis::connect("reject-delete").await else {
+async fn a_401_deletes_the_shared_entry_while_it_still_holds_the_token(backend: Backend) {
+    let Some(redis) = Redis::connect("reject-delete", backend).await else {
         return;
     };
     let server = AuthServer::start_default().await;
-    let a = instance(client_for(&server), redis.options());
+    let a = redis.instance(client_for(&server), redis.options());
     let t = a.cache().token().await.expect("token");
     assert_eq!(redis.keys().await.len(), 1);
 
@@ -454,16 +569,14 @@ async fn a_401_deletes_the_shared_entry_while_it_still_holds_the_token() {
     assert!(a.cache().current().is_none());
 
     // An instance that never saw the 401 starts now: it does not get the rejected token.
-    let fresh = instance(client_for(&server), redis.options());
+    let fresh = redis.instance(client_for(&server), redis.options());
     let t2 = fresh.cache().token().await.expect("token");
     assert_ne!(secret(&t2), secret(&t));
     assert_eq!(server.token_requests(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token() {
-    let Some(redis) = Redis::connect("identity").await else {
+async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(backend: Backend) {
+    let Some(redis) = Redis::connect("identity", backend).await else {
         return;
     };
     let server = AuthServer::start(AuthServerConfig {
@@ -507,11 +620,11 @@ async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(
     // Two instances per source; the first of each fetches, the second reads the store.
     let first: Vec<_> = sources
         .iter()
-        .map(|(_, s)| instance(s.clone(), redis.options()))
+        .map(|(_, s)| redis.instance(s.clone(), redis.options()))
         .collect();
     let second: Vec<_> = sources
         .iter()
-        .map(|(_, s)| instance(s.clone(), redis.options()))
+        .map(|(_, s)| redis.instance(s.clone(), redis.options()))
         .collect();
     let mut tokens = Vec::new();
     for layer in &first {
@@ -532,7 +645,7 @@ async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(
     let expected: Vec<String> = {
         let mut k: Vec<_> = keys
             .iter()
-            .map(|k| format!("{}{}", redis.prefix, k.to_hex()))
+            .map(|k| format!("{}{{{}}}", redis.prefix, k.to_hex()))
             .collect();
         k.sort();
         k
@@ -547,22 +660,20 @@ async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn encrypted_values_cannot_be_read_back_with_a_wrong_key() {
-    let Some(redis) = Redis::connect("encryption").await else {
+async fn encrypted_values_cannot_be_read_back_with_a_wrong_key(backend: Backend) {
+    let Some(redis) = Redis::connect("encryption", backend).await else {
         return;
     };
     let server = AuthServer::start_default().await;
     let k1 = EncryptionKey::from_bytes([7; 32]);
     let k2 = EncryptionKey::from_bytes([8; 32]);
-    let a = instance(
+    let a = redis.instance(
         client_for(&server),
         redis.options().encryption_key(k1.clone()),
     );
-    let a2 = instance(client_for(&server), redis.options().encryption_key(k1));
-    let b = instance(client_for(&server), redis.options().encryption_key(k2));
-    let plain = instance(client_for(&server), redis.options());
+    let a2 = redis.instance(client_for(&server), redis.options().encryption_key(k1));
+    let b = redis.instance(client_for(&server), redis.options().encryption_key(k2));
+    let plain = redis.instance(client_for(&server), redis.options());
 
     let ta = a.cache().token().await.expect("token");
     let keys = redis.keys().await;
@@ -631,9 +742,14 @@ async fn fake_redis(garbage: bool) -> (String, tokio::task::JoinHandle<()>) {
 /// 100 concurrent requests through an instance whose Redis is at `url`: all succeed,
 /// within 2 s (the store timeout is 250 ms), with one token request.
 async fn requests_succeed_without_redis(url: &str) {
+    requests_succeed_without_store(RedisStore::open(url).expect("URL")).await;
+}
+
+/// As above, with `store`.
+async fn requests_succeed_without_store(store: RedisStore) {
     let server = AuthServer::start_default().await;
     let layer = OAuthLayer::builder(client_for(&server))
-        .store(RedisStore::open(url).expect("URL"))
+        .store(store)
         .build();
     let headers = tokio::time::timeout(Duration::from_secs(2), calls(&layer, 100))
         .await
@@ -659,6 +775,32 @@ async fn redis_at_a_closed_port_requests_succeed_through_the_local_fallback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_at_closed_ports_requests_succeed_through_the_local_fallback() {
+    let urls = [
+        closed_port().await,
+        closed_port().await,
+        closed_port().await,
+    ];
+    requests_succeed_without_store(RedisStore::open_cluster(&urls).expect("URLs")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_that_never_answers_requests_succeed_within_the_timeout() {
+    let (url, task) = fake_redis(false).await;
+    requests_succeed_without_store(RedisStore::open_cluster(&[url]).expect("URL")).await;
+    task.abort();
+}
+
+#[test]
+fn redis_cluster_without_a_node_url_is_a_config_error() {
+    let err = RedisStore::open_cluster::<&str>(&[]).expect_err("no node");
+    assert!(err.is_config(), "{err}");
+    let err = RedisStore::open_cluster(&["redis://user:hunter2@[::1"]).expect_err("bad URL");
+    assert!(err.is_config(), "{err}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_that_never_answers_requests_succeed_within_the_timeout() {
     let (url, task) = fake_redis(false).await;
     requests_succeed_without_redis(&url).await;
@@ -672,26 +814,14 @@ async fn redis_answering_garbage_requests_succeed_through_the_local_fallback() {
     task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn garbage_under_the_key_is_replaced_by_a_good_token() {
-    let Some(redis) = Redis::connect("garbage").await else {
+async fn garbage_under_the_key_is_replaced_by_a_good_token(backend: Backend) {
+    let Some(redis) = Redis::connect("garbage", backend).await else {
         return;
     };
     let server = AuthServer::start_default().await;
-    let key = format!(
-        "{}{}",
-        redis.prefix,
-        client_for(&server).cache_key().unwrap().to_hex()
-    );
-    let mut conn = redis.conn.clone();
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg(&b"\xff not a token"[..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let layer = instance(client_for(&server), redis.options());
+    let key = redis.key_of(&client_for(&server));
+    redis.set(&key, b"\xff not a token").await;
+    let layer = redis.instance(client_for(&server), redis.options());
     assert!(layer.cache().stored_token().await.unwrap_err().is_store());
     let headers = calls(&layer, 50).await;
     assert!(headers.iter().all(|h| h == &headers[0]));
@@ -700,14 +830,12 @@ async fn garbage_under_the_key_is_replaced_by_a_good_token() {
     assert_eq!(format!("Bearer {}", secret(&stored)), headers[0]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
-async fn debug_output_shows_no_secret() {
-    let Some(redis) = Redis::connect("debug").await else {
+async fn debug_output_shows_no_secret(backend: Backend) {
+    let Some(redis) = Redis::connect("debug", backend).await else {
         return;
     };
     let server = AuthServer::start_default().await;
-    let layer = instance(
+    let layer = redis.instance(
         client_for(&server),
         redis
             .options()
@@ -715,9 +843,48 @@ async fn debug_output_shows_no_secret() {
     );
     let token = layer.cache().token().await.unwrap();
     let store = RedisStore::open("redis://user:hunter2@127.0.0.1:1/").unwrap();
-    let text = format!("{layer:?} {store:?}");
+    let cluster = RedisStore::open_cluster(&["redis://user:hunter2@127.0.0.1:1/"]).unwrap();
+    let text = format!("{layer:?} {store:?} {cluster:?}");
     assert!(!text.contains(&secret(&token)));
     assert!(!text.contains(&server.config().client_secret));
     assert!(!text.contains("hunter2"));
     assert!(text.contains("RedisStore"), "{text}");
 }
+
+/// The tests above that need Redis, each on one server (`single::<name>`) and on a
+/// Redis Cluster (`cluster::<name>`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
+                async fn $name() {
+                    super::$name(super::Backend::Single).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs a Redis Cluster (REDIS_CLUSTER_URLS)"]
+                async fn $name() {
+                    super::$name(super::Backend::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    cold_store_8_instances_200_concurrent_calls_each_make_exactly_one_token_request,
+    over_5_refresh_cycles_8_instances_make_as_many_token_requests_as_one,
+    lock_holder_dying_mid_fetch_another_instance_gets_a_token_within_the_lock_ttl,
+    a_401_on_all_8_instances_makes_exactly_one_token_request,
+    a_401_deletes_the_shared_entry_while_it_still_holds_the_token,
+    sources_differing_only_in_scope_audience_or_secret_never_share_a_token,
+    encrypted_values_cannot_be_read_back_with_a_wrong_key,
+    garbage_under_the_key_is_replaced_by_a_good_token,
+    debug_output_shows_no_secret,
+);

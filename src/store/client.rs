@@ -104,7 +104,9 @@ impl StoreConfig {
             );
             return None;
         };
-        let key = format!("{}{}", options.prefix, key.to_hex());
+        // The cache key is the hash tag: in a Redis Cluster the token and its lock (and any
+        // other key made from `key` plus a suffix) hash to one slot.
+        let key = format!("{}{{{}}}", options.prefix, key.to_hex());
         let lock_ttl = options
             .lock_ttl
             .unwrap_or(fetch_timeout.saturating_add(Duration::from_secs(2)))

@@ -50,11 +50,12 @@
 //!
 //! # Keys and values
 //!
-//! A token is stored under `<prefix><64 hex digits>`, the hex being the SHA-256
+//! A token is stored under `<prefix>{<64 hex digits>}`, the hex being the SHA-256
 //! [`CacheKey`] of everything that makes the token what it is (for
 //! [`ClientCredentials`](crate::ClientCredentials): token URL, client id, a hash of the
 //! secret, sorted scopes, audience, resources and other parameters). Its lock is the same
-//! key with `:lock` appended. The value is JSON with the token and its absolute expiry,
+//! key with `:lock` appended. The braces make the hex a Redis Cluster hash tag: a token and
+//! its lock are in one slot. The value is JSON with the token and its absolute expiry,
 //! sealed with AES-256-GCM if an `EncryptionKey` is set (feature `encryption`).
 
 use std::future::Future;

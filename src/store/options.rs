@@ -54,7 +54,11 @@ impl StoreOptions {
     }
 
     /// The prefix of every key this layer writes (default `tower-oauth:`): a namespace in a
-    /// store shared with other data.
+    /// store shared with other data. Keys are `<prefix>{<hex>}`: the braces around the
+    /// cache key are a Redis Cluster hash tag, so a token and its lock share a slot. A
+    /// prefix with a hash tag of its own (`app{orders}:`) puts all its keys in that tag's
+    /// slot, which works too; a prefix with an empty `{}` in it does not (Redis then hashes
+    /// whole key names, and a token and its lock may land in different slots).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self

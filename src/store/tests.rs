@@ -45,7 +45,7 @@ fn secret(token: &Token) -> String {
 }
 
 fn store_key() -> String {
-    format!("{DEFAULT_PREFIX}{}", key().to_hex())
+    format!("{DEFAULT_PREFIX}{{{}}}", key().to_hex())
 }
 
 #[tokio::test(start_paused = true)]
