@@ -778,7 +778,7 @@ async fn invalid_client_for_10_s_on_8_instances_without_a_token_makes_at_most_11
     .await;
     let key = CacheKey::builder("test").field("name", "outage").build();
     let layers: Vec<_> = (0..8)
-        .map(|_| instance(client_for(&server), redis.options().key(key.clone())))
+        .map(|_| instance(client_for(&server), redis.options().key(key)))
         .collect();
     let started = tokio::time::Instant::now();
     let (ok, failed) = steady_load(&layers, Duration::from_secs(10)).await;
