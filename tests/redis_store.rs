@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use http::Request;
 use secrecy::ExposeSecret;
-use support::auth_server::{AuthServer, AuthServerConfig};
+use support::auth_server::{AuthServer, AuthServerConfig, FailureMode};
 use support::{client_for, echo_auth};
 use tokio::sync::oneshot;
 use tower::{ServiceBuilder, ServiceExt};
@@ -888,3 +888,122 @@ on_both_backends!(
     garbage_under_the_key_is_replaced_by_a_good_token,
     debug_output_shows_no_secret,
 );
+
+/// Requests from each of `layers`, one every 20 ms per instance, for `load`: how many
+/// succeeded and how many failed.
+async fn steady_load(layers: &[OAuthLayer], load: Duration) -> (usize, usize) {
+    let end = tokio::time::Instant::now() + load;
+    let tasks: Vec<_> = layers
+        .iter()
+        .map(|layer| {
+            let svc = ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(echo_auth::<String>());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while tokio::time::Instant::now() < end {
+                    match svc.clone().oneshot(Request::new(String::new())).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for task in tasks {
+        let (o, f) = task.await.expect("instance");
+        ok += o;
+        failed += f;
+    }
+    (ok, failed)
+}
+
+/// The shortest time between two token requests the server saw after `from`.
+fn shortest_gap(server: &AuthServer, from: tokio::time::Instant) -> Option<Duration> {
+    let times: Vec<_> = server
+        .token_request_log()
+        .into_iter()
+        .map(|r| r.at)
+        .filter(|at| *at >= from)
+        .collect();
+    times.windows(2).map(|w| w[1].duration_since(w[0])).min()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
+async fn invalid_client_for_10_s_on_8_instances_without_a_token_makes_at_most_11_token_requests() {
+    let Some(redis) = Redis::connect("outage-invalid-client", Backend::Single).await else {
+        return;
+    };
+    let server = AuthServer::start(AuthServerConfig {
+        failure: FailureMode::InvalidClient,
+        ..Default::default()
+    })
+    .await;
+    let key = CacheKey::builder("test").field("name", "outage").build();
+    let layers: Vec<_> = (0..8)
+        .map(|_| redis.instance(client_for(&server), redis.options().key(key)))
+        .collect();
+    let started = tokio::time::Instant::now();
+    let (ok, failed) = steady_load(&layers, Duration::from_secs(10)).await;
+    let requests = server.token_requests();
+    eprintln!("{failed} requests failed, {requests} token requests in 10 s");
+    assert_eq!(ok, 0);
+    assert!(failed >= 8 * 100, "{failed}");
+    // At most one per 1 s failure window for the fleet (about 80 without the record).
+    assert!(requests <= 11, "{requests} token requests");
+    let gap = shortest_gap(&server, started).expect("more than one token request");
+    // The failure window, less the time between the holder's fetch and its record.
+    assert!(gap >= Duration::from_millis(900), "{gap:?}");
+    let failure = format!("{}{{{}}}:failure", redis.prefix, key.to_hex());
+    let raw = redis.get(&failure).await;
+    if let Some(raw) = raw {
+        let text = String::from_utf8(raw).expect("JSON");
+        assert!(text.contains("invalid_client"), "{text}");
+        assert!(!text.contains(&server.config().client_secret), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis at 127.0.0.1:6379 (REDIS_URL)"]
+async fn a_503_with_retry_after_5_while_8_instances_hold_a_valid_token_makes_one_token_request_per_5_s()
+ {
+    let Some(redis) = Redis::connect("outage-retry-after", Backend::Single).await else {
+        return;
+    };
+    let server = AuthServer::start(AuthServerConfig {
+        expires_in: 24,
+        retry_after: Some("5".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    // A 24 s token with a 12 s margin: usable for 12 s, valid for 12 s more.
+    let layers: Vec<_> = (0..8)
+        .map(|_| {
+            OAuthLayer::builder(client_for(&server))
+                .refresh_margin(Duration::from_secs(12))
+                .store(RedisStore::open(&redis_url()).expect("Redis URL"))
+                .store_options(redis.options())
+                .build()
+        })
+        .collect();
+    fleet_calls(&layers, 10).await;
+    assert_eq!(server.token_requests(), 1);
+    server.set_failure(FailureMode::TemporarilyUnavailable);
+    let failing = tokio::time::Instant::now();
+    // Until 1 s before the token expires: every request has the valid token.
+    let (ok, failed) = steady_load(&layers, Duration::from_secs(22)).await;
+    let requests = server.token_requests() - 1;
+    eprintln!("{ok} requests succeeded, {requests} token requests answered 503");
+    assert_eq!(failed, 0);
+    assert!(ok >= 8 * 200, "{ok}");
+    // The refresh starts at 12 s at the latest (9 s with refresh ahead): then at most one
+    // token request per 5 s for the fleet.
+    assert!((1..=3).contains(&requests), "{requests} token requests");
+    if let Some(gap) = shortest_gap(&server, failing) {
+        assert!(gap >= Duration::from_millis(4900), "{gap:?}");
+    }
+}

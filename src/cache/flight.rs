@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::config::{MAX_HOLD, after, backoff};
+use super::config::{Config, MAX_HOLD, after, backoff};
 use super::entry::{Entry, TokenId};
 use super::rejection::Rejections;
 use super::{TokenCache, timer};
 use crate::error::Error;
+use crate::store::Holds;
 use crate::token::Token;
 
 pub(crate) type Outcome = Option<Result<Arc<Entry>, Error>>;
@@ -231,13 +232,10 @@ impl TokenCache {
             }
             Err(error) => {
                 flight.failures = flight.failures.saturating_add(1);
-                let retry_after = error.retry_after().map(|d| d.min(config.retry_max));
-                let backoff = backoff(config, flight.failures, fastrand::f64());
+                let holds = holds(config, flight.failures, error);
                 let now = Instant::now();
-                let hold =
-                    |d: Duration| after(now, d.max(retry_after.unwrap_or_default()).min(MAX_HOLD));
-                flight.retry_at = Some(hold(backoff));
-                flight.quiet_until = Some(hold(config.failure_window));
+                flight.retry_at = Some(after(now, holds.retry));
+                flight.quiet_until = Some(after(now, holds.quiet));
             }
         }
     }
@@ -258,8 +256,13 @@ impl TokenCache {
                 // The token being replaced is not taken back from the store.
                 let current = shared.slot.load_full();
                 let replacing = current.as_ref().map(|e| &e.token);
+                // What this failure holds back, recorded for the fleet if it is the holder's.
+                let holds = |error: &Error| {
+                    let failures = self.flight().failures.saturating_add(1);
+                    holds(&shared.config, failures, error)
+                };
                 store
-                    .obtain(shared.config.refresh_margin, replacing, fetch)
+                    .obtain(shared.config.refresh_margin, replacing, fetch, holds)
                     .await
             }
         }
@@ -312,5 +315,20 @@ impl TokenCache {
                 self.shared.wake.clone(),
             ));
         }
+    }
+}
+
+/// How long the `failures`-th failure in a row, `error`, holds back the next fetch: with a
+/// valid token the backoff step, without one the failure window, each at least the
+/// `Retry-After` (capped at `retry_max`), all at most [`MAX_HOLD`].
+fn holds(config: &Config, failures: u32, error: &Error) -> Holds {
+    let retry_after = error
+        .retry_after()
+        .map(|d| d.min(config.retry_max))
+        .unwrap_or_default();
+    let hold = |d: Duration| d.max(retry_after).min(MAX_HOLD);
+    Holds {
+        retry: hold(backoff(config, failures, fastrand::f64())),
+        quiet: hold(config.failure_window),
     }
 }

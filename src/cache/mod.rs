@@ -133,7 +133,10 @@ impl TokenCache {
     pub(crate) fn new<T: TokenSource>(source: T, config: Config) -> TokenCache {
         let store = config
             .store
-            .client(source.cache_key(), config.fetch_timeout);
+            .client(source.cache_key(), config.fetch_timeout, {
+                let wall = config.wall_clock.clone();
+                Arc::new(move || wall.now())
+            });
         TokenCache {
             shared: Arc::new(Shared {
                 slot: ArcSwapOption::empty(),

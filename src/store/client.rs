@@ -5,140 +5,29 @@
 //! the lock with `set_if_absent(lock key, owner, lock TTL)`, read again, fetch, write the
 //! token with a TTL that ends at its refresh point, and release the lock with
 //! `delete_if(lock key, owner)`. An instance that finds the lock taken polls the store
-//! (and the lock) with backoff until [`StoreOptions::lock_wait`] has passed.
+//! (and the lock) with backoff until [`StoreOptions::lock_wait`](super::StoreOptions::lock_wait)
+//! has passed.
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::TokenStore;
-use super::options::StoreOptions;
+use super::config::{DynStore, StoreFuture, Wall};
+use super::failure::{self, Holds};
 use super::value::Codec;
 use super::warn::WarnLimiter;
-use crate::BoxError;
 use crate::error::Error;
-use crate::key::CacheKey;
 use crate::token::Token;
-
-/// The shortest store call timeout: 1 millisecond.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
-/// The longest lock TTL and lock wait: one day (and no `Instant` overflow).
-const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
 
 /// The first pause of an instance waiting for another one's token: 10 milliseconds.
 const FIRST_POLL: Duration = Duration::from_millis(10);
 /// The longest pause between two polls of a waiting instance: 250 milliseconds.
 pub(super) const MAX_POLL: Duration = Duration::from_millis(250);
-
-type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 'a>>;
-
-/// The object-safe face of a [`TokenStore`], so the cache does not carry its type.
-pub(crate) trait DynStore: Send + Sync + 'static {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
-    fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, ()>;
-    fn set_if_absent<'a>(
-        &'a self,
-        key: &'a str,
-        value: &'a [u8],
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool>;
-    fn delete_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> StoreFuture<'a, bool>;
-    fn type_name(&self) -> &'static str;
-}
-
-impl<T: TokenStore> DynStore for T {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
-        Box::pin(TokenStore::get(self, key))
-    }
-
-    fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, ()> {
-        Box::pin(TokenStore::set(self, key, value, ttl))
-    }
-
-    fn set_if_absent<'a>(
-        &'a self,
-        key: &'a str,
-        value: &'a [u8],
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(TokenStore::set_if_absent(self, key, value, ttl))
-    }
-
-    fn delete_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> StoreFuture<'a, bool> {
-        Box::pin(TokenStore::delete_if(self, key, expected))
-    }
-
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-}
-
-/// The store part of a cache's configuration: no store, or a store and its options.
-#[derive(Clone, Default)]
-pub(crate) struct StoreConfig {
-    pub(crate) store: Option<Arc<dyn DynStore>>,
-    pub(crate) options: StoreOptions,
-}
-
-impl StoreConfig {
-    /// The client of the store for a source whose own key is `source_key`; `None` without
-    /// a store, or without any key (then with an error event).
-    pub(crate) fn client(
-        &self,
-        source_key: Option<CacheKey>,
-        fetch_timeout: Duration,
-    ) -> Option<Arc<StoreClient>> {
-        let store = self.store.clone()?;
-        let options = &self.options;
-        let Some(key) = options.key.or(source_key) else {
-            tracing::error!(
-                target: "tower_oauth",
-                store = store.type_name(),
-                "token store not used: the token source has no cache key; set one with StoreOptions::key"
-            );
-            return None;
-        };
-        // The cache key is the hash tag: in a Redis Cluster the token and its lock (and any
-        // other key made from `key` plus a suffix) hash to one slot.
-        let key = format!("{}{{{}}}", options.prefix, key.to_hex());
-        let lock_ttl = options
-            .lock_ttl
-            .unwrap_or(fetch_timeout.saturating_add(Duration::from_secs(2)))
-            .clamp(Duration::from_millis(1), MAX_LOCK);
-        Some(Arc::new(StoreClient {
-            store,
-            lock_key: format!("{key}:lock"),
-            key,
-            timeout: options.timeout.max(MIN_TIMEOUT),
-            lock_ttl,
-            lock_wait: options
-                .lock_wait
-                .unwrap_or(lock_ttl + Duration::from_secs(1))
-                .min(MAX_LOCK),
-            codec: Codec {
-                #[cfg(feature = "encryption")]
-                key: options.encryption_key.clone(),
-            },
-            rejected: Mutex::new(None),
-            warn: WarnLimiter::new(),
-        }))
-    }
-}
-
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("store", &self.store.as_ref().map(|s| s.type_name()))
-            .field("options", &self.options)
-            .finish()
-    }
-}
 
 type Digest32 = [u8; 32];
 
@@ -152,44 +41,64 @@ enum Turn {
     Stored(Token),
     /// This instance holds the refresh lock, under this owner value.
     Locked(String),
+    /// The lock call failed or timed out, so it may have been applied: carry on as the
+    /// holder, under this owner value, and release it (compare-and-delete) at the end.
+    Unsure(String, Error),
+    /// Another instance's fetch failed and its hold has not ended: its error.
+    Failed(Error),
     /// The store failed, or the lock was held too long: fetch without the store.
     Alone(Error),
 }
 
 /// A cache's use of its store: the orchestration of the fleet-wide single flight.
 pub(crate) struct StoreClient {
-    store: Arc<dyn DynStore>,
-    key: String,
-    lock_key: String,
-    timeout: Duration,
-    lock_ttl: Duration,
-    lock_wait: Duration,
-    codec: Codec,
+    pub(super) store: Arc<dyn DynStore>,
+    pub(super) key: String,
+    pub(super) lock_key: String,
+    pub(super) failure_key: String,
+    pub(super) timeout: Duration,
+    pub(super) lock_ttl: Duration,
+    pub(super) lock_wait: Duration,
+    pub(super) codec: Codec,
     /// SHA-256 of the last access token rejected here, never taken from the store again.
-    rejected: Mutex<Option<Digest32>>,
-    warn: WarnLimiter,
+    pub(super) rejected: Mutex<Option<Digest32>>,
+    pub(super) warn: WarnLimiter,
+    pub(super) wall: Wall,
 }
 
 impl StoreClient {
     /// A token for the cache: from the store, or fetched with `fetch` under the fleet-wide
     /// lock and stored, or (when the store fails) fetched without it. `fetch` is called at
     /// most once. `replacing` is the token the cache has now, which is not taken back from
-    /// the store.
-    pub(crate) async fn obtain<F, Fut>(
+    /// the store. While the failure of another instance's fetch holds (see `failure.rs`),
+    /// its error, without a fetch; when this instance's fetch fails under the lock, the
+    /// failure is recorded for the fleet with the holds `holds` gives.
+    pub(crate) async fn obtain<F, Fut, H>(
         &self,
         margin: Duration,
         replacing: Option<&Token>,
         fetch: F,
+        holds: H,
     ) -> Result<Token, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, Error>>,
+        H: FnOnce(&Error) -> Holds,
     {
+        let valid = replacing.is_some_and(|t| t.expires_at() > (self.wall)());
         let replacing = replacing.map(digest);
         let replacing = replacing.as_ref();
-        let owner = match self.take_turn(margin, replacing).await {
+        let (owner, read_again) = match self.take_turn(margin, replacing, valid).await {
             Turn::Stored(token) => return Ok(token),
-            Turn::Locked(owner) => owner,
+            Turn::Failed(error) => return Err(error),
+            Turn::Locked(owner) => (owner, true),
+            Turn::Unsure(owner, error) => {
+                self.warn.warn(
+                    &error,
+                    "refresh lock call failed; fetching as its holder and releasing it",
+                );
+                (owner, false)
+            }
             Turn::Alone(error) => {
                 self.warn.warn(
                     &error,
@@ -198,15 +107,28 @@ impl StoreClient {
                 return fetch().await;
             }
         };
-        // Another instance may have stored a token between our read and our lock.
-        let result = match self.read(margin, replacing).await {
-            Ok(Some(token)) => Ok(token),
-            Ok(None) | Err(_) => {
+        // Another instance may have stored a token, or recorded a failure, between our
+        // read and our lock.
+        let found = match read_again {
+            true => self.read(margin, replacing).await.ok().flatten(),
+            false => None,
+        };
+        let recorded = match (&found, read_again) {
+            (None, true) => self.failure(valid).await,
+            _ => None,
+        };
+        let result = match (found, recorded) {
+            (Some(token), _) => Ok(token),
+            (None, Some(error)) => Err(error),
+            (None, None) => {
                 let fetched = fetch().await;
-                if let Ok(token) = &fetched
-                    && let Err(error) = self.write(token, margin).await
-                {
-                    self.warn.warn(&error, "token not written to the store");
+                match &fetched {
+                    Ok(token) => {
+                        if let Err(error) = self.write(token, margin).await {
+                            self.warn.warn(&error, "token not written to the store");
+                        }
+                    }
+                    Err(error) => self.record_failure(error, holds(error)).await,
                 }
                 fetched
             }
@@ -218,9 +140,37 @@ impl StoreClient {
         result
     }
 
+    /// The failure another instance recorded, if its hold for this instance (with a
+    /// `valid` token or not) has not ended. A store that fails here counts as no record.
+    async fn failure(&self, valid: bool) -> Option<Error> {
+        let raw = self
+            .call("read failed", self.store.get(&self.failure_key))
+            .await
+            .ok()??;
+        let error = failure::decode(&raw, valid, (self.wall)())?;
+        tracing::debug!(target: "tower_oauth", %error, "another instance's token fetch failed; not fetching until its hold ends");
+        Some(error)
+    }
+
+    /// Records the failure of this instance's fetch for the fleet, for as long as it holds.
+    async fn record_failure(&self, error: &Error, holds: Holds) {
+        let Some((value, ttl)) = failure::encode(error, holds, (self.wall)()) else {
+            return;
+        };
+        let set = self.store.set(&self.failure_key, &value, ttl);
+        match self.call("write failed", set).await {
+            Ok(()) => {
+                tracing::debug!(target: "tower_oauth", ttl_ms = ttl.as_millis() as u64, "token fetch failure recorded in the store");
+            }
+            Err(e) => self
+                .warn
+                .warn(&e, "token fetch failure not recorded in the store"),
+        }
+    }
+
     /// Reads the store, and on a miss takes the refresh lock or waits, polling with
     /// backoff, for the token of the instance that holds it.
-    async fn take_turn(&self, margin: Duration, replacing: Option<&Digest32>) -> Turn {
+    async fn take_turn(&self, margin: Duration, replacing: Option<&Digest32>, valid: bool) -> Turn {
         match self.read(margin, replacing).await {
             Ok(Some(token)) => {
                 tracing::debug!(target: "tower_oauth", "token taken from the store");
@@ -228,6 +178,9 @@ impl StoreClient {
             }
             Ok(None) => {}
             Err(error) => return Turn::Alone(error),
+        }
+        if let Some(error) = self.failure(valid).await {
+            return Turn::Failed(error);
         }
         let mut owner = [0u8; 16];
         if getrandom::fill(&mut owner).is_err() {
@@ -244,7 +197,8 @@ impl StoreClient {
             match self.call("lock failed", lock).await {
                 Ok(true) => return Turn::Locked(owner),
                 Ok(false) => {}
-                Err(error) => return Turn::Alone(error),
+                // Timed out or failed after the store may have applied it: ours, maybe.
+                Err(error) => return Turn::Unsure(owner, error),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -260,6 +214,9 @@ impl StoreClient {
                 }
                 Ok(None) => {}
                 Err(error) => return Turn::Alone(error),
+            }
+            if let Some(error) = self.failure(valid).await {
+                return Turn::Failed(error);
             }
         }
     }
@@ -295,7 +252,7 @@ impl StoreClient {
         if Some(&seen) == replacing || Some(seen) == *self.rejected_lock() {
             return Ok(None);
         }
-        if token.usable_for(margin, SystemTime::now()).is_zero() {
+        if token.usable_for(margin, (self.wall)()).is_zero() {
             return Ok(None);
         }
         Ok(Some(token))
@@ -307,7 +264,7 @@ impl StoreClient {
 
     /// Stores `token` with a TTL that ends at its refresh point; nothing if that is past.
     async fn write(&self, token: &Token, margin: Duration) -> Result<(), Error> {
-        let ttl = token.usable_for(margin, SystemTime::now());
+        let ttl = token.usable_for(margin, (self.wall)());
         if ttl < Duration::from_millis(1) {
             return Ok(());
         }

@@ -16,7 +16,20 @@
 //!    refresh margin), and release the lock if it still holds it (compare-and-delete).
 //! 3. Instances that find the lock taken poll the store, with backoff from 10 ms to
 //!    250 ms, and take the token once it appears. Each poll also tries the lock, so if
-//!    its holder died, another instance takes over once the lock TTL has passed.
+//!    its holder died, another instance takes over once the lock TTL has passed. A lock
+//!    call that fails or times out may have been applied: the instance carries on as the
+//!    holder and releases the lock at the end, so it is never left orphaned.
+//! 4. When the holder's fetch fails, it records the failure under `<key>:failure` (the
+//!    error kind, the RFC 6749 section 5.2 `error` code and the HTTP status: no secret,
+//!    no `error_description`), with a TTL equal to how long it holds back the next fetch
+//!    (the backoff step, or the failure window, each at least the `Retry-After`). Until it
+//!    expires, instances that find it give their callers that error (with
+//!    [`Error::retry_after`](crate::Error::retry_after) set to what is left of the hold),
+//!    or keep serving their valid token, without a token request: during an outage, the
+//!    fleet makes about one token request per backoff step, not one per instance.
+//! 5. A stored token issued "in the future" (another instance's clock is ahead) is used at
+//!    most for its own lifetime from now; one issued more than a day ahead, or with times
+//!    that are not representable, is unreadable.
 //!
 //! A store that fails, is slow or holds garbage never fails a request by itself: each
 //! call is bounded by [`StoreOptions::timeout`] (250 ms by default), and on any failure
@@ -64,6 +77,8 @@ use std::time::Duration;
 use crate::BoxError;
 
 mod client;
+mod config;
+mod failure;
 mod memory;
 mod options;
 #[cfg(feature = "redis")]
@@ -72,7 +87,9 @@ mod value;
 mod warn;
 
 pub use crate::key::{CacheKey, CacheKeyBuilder};
-pub(crate) use client::{StoreClient, StoreConfig};
+pub(crate) use client::StoreClient;
+pub(crate) use config::StoreConfig;
+pub(crate) use failure::Holds;
 pub use memory::MemoryStore;
 pub use options::{DEFAULT_PREFIX, DEFAULT_STORE_TIMEOUT, StoreOptions};
 #[cfg(feature = "redis")]
@@ -122,5 +139,7 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 }
 
+#[cfg(test)]
+mod outage_tests;
 #[cfg(test)]
 mod tests;

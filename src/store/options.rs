@@ -19,8 +19,8 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
 /// | [`prefix`](StoreOptions::prefix) | `tower-oauth:` |
 /// | [`key`](StoreOptions::key) | the source's [`cache_key`](crate::TokenSource::cache_key) |
 /// | [`timeout`](StoreOptions::timeout) | 250 ms per call |
-/// | [`lock_ttl`](StoreOptions::lock_ttl) | the fetch timeout + 2 s (12 s) |
-/// | [`lock_wait`](StoreOptions::lock_wait) | the lock TTL + 1 s (13 s) |
+/// | [`lock_ttl`](StoreOptions::lock_ttl) | the fetch timeout + 3 store timeouts + 2 s (12.75 s) |
+/// | [`lock_wait`](StoreOptions::lock_wait) | the lock TTL + 1 s (13.75 s) |
 /// | `encryption_key` | none: tokens are stored in clear |
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -81,9 +81,10 @@ impl StoreOptions {
     }
 
     /// How long the fleet-wide refresh lock lives if its holder never releases it (it
-    /// died). Default: the layer's fetch timeout plus 2 seconds (12 seconds with the
-    /// default fetch timeout). Keep it above the fetch timeout, or a slow fetch lets a
-    /// second instance fetch too. From 1 millisecond to one day (`Duration::MAX` means one
+    /// died). Default: the layer's fetch timeout, plus three store call
+    /// [`timeout`](StoreOptions::timeout)s (the holder's reads and write under the lock),
+    /// plus 2 seconds: 12.75 seconds with the defaults. Keep it above the fetch timeout and
+    /// those calls, or a slow fetch lets a second instance fetch too. From 1 millisecond to one day (`Duration::MAX` means one
     /// day).
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = Some(ttl);

@@ -40,6 +40,26 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The furthest a stored token's `issued_at` may be ahead of this instance's clock: one
+/// day. Further ahead, the value is refused as unreadable (absurd times, or a clock that
+/// is badly wrong somewhere).
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(24 * 3600);
+
+/// When a stored token counts as issued: its `issued_at` (milliseconds since the Unix
+/// epoch), or `now` if that is later than `now`. Never a panic, whatever the value and the
+/// platform's range of `SystemTime`.
+fn issued_at(ms: u64, now: SystemTime) -> Result<SystemTime, Error> {
+    let absurd = || Error::store("stored token has an impossible issue time", None);
+    let at = UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .ok_or_else(absurd)?;
+    match at.duration_since(now) {
+        Ok(ahead) if ahead > MAX_SKEW => Err(absurd()),
+        Ok(_) => Ok(now),
+        Err(_) => Ok(at),
+    }
+}
+
 /// Turns tokens into stored values and back, sealing them if a key is set.
 #[derive(Clone, Default)]
 pub(crate) struct Codec {
@@ -86,6 +106,19 @@ impl Codec {
     /// key (or not sealed when it should be, or the other way round), or holds a token
     /// that cannot be used.
     pub(crate) fn decode(&self, raw: &[u8], store_key: &str) -> Result<Token, Error> {
+        self.decode_at(raw, store_key, SystemTime::now())
+    }
+
+    /// [`decode`](Codec::decode) with the wall clock at `now`. A token issued after `now`
+    /// (another instance's clock is ahead) counts as issued at `now`, so it is used at most
+    /// for its own lifetime from now; one issued more than [`MAX_SKEW`] after `now`, or
+    /// with a time that is not representable, is unreadable.
+    pub(crate) fn decode_at(
+        &self,
+        raw: &[u8],
+        store_key: &str,
+        now: SystemTime,
+    ) -> Result<Token, Error> {
         if raw.len() > MAX_VALUE_LEN {
             return Err(Error::store("stored value is too large", None));
         }
@@ -129,10 +162,11 @@ impl Codec {
             .map(Duration::from_millis)
             .filter(|l| *l <= MAX_EXPIRES_IN)
             .ok_or_else(|| Error::store("stored token has an impossible lifetime", None))?;
+        let issued_at = issued_at(stored.issued_at_ms, now)?;
         let token_type = TokenType::parse(&stored.token_type);
         let token = Token::new(stored.access_token, lifetime)
             .with_token_type(token_type)
-            .with_issued_at(UNIX_EPOCH + Duration::from_millis(stored.issued_at_ms));
+            .with_issued_at(issued_at);
         let token = match stored.scope {
             Some(scope) => token.with_scope(scope),
             None => token,
@@ -315,6 +349,60 @@ mod tests {
         }
         let huge = vec![b'{'; MAX_VALUE_LEN + 1];
         assert!(codec.decode(&huge, "k").unwrap_err().is_store());
+    }
+
+    fn stored(issued_at_ms: u64, expires_at_ms: u64) -> Vec<u8> {
+        format!(
+            r#"{{"v":1,"access_token":"a","token_type":"Bearer","issued_at_ms":{issued_at_ms},"expires_at_ms":{expires_at_ms}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_used_for_its_lifetime_from_now() {
+        let codec = Codec::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now_ms = unix_ms(now);
+        // Issued an hour ahead of this clock, for 10 minutes.
+        let raw = stored(now_ms + 3_600_000, now_ms + 3_600_000 + 600_000);
+        let token = codec.decode_at(&raw, "k", now).unwrap();
+        assert_eq!(token.issued_at(), now);
+        assert_eq!(token.expires_at(), now + Duration::from_secs(600));
+        assert_eq!(
+            token.usable_for(Duration::ZERO, now),
+            Duration::from_secs(600)
+        );
+        // Issued in the past: kept as is.
+        let raw = stored(now_ms - 60_000, now_ms + 540_000);
+        let token = codec.decode_at(&raw, "k", now).unwrap();
+        assert_eq!(token.issued_at(), now - Duration::from_secs(60));
+        assert_eq!(token.expires_at(), now + Duration::from_secs(540));
+    }
+
+    #[test]
+    fn absurd_times_are_a_store_error_never_a_panic() {
+        let codec = Codec::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now_ms = unix_ms(now);
+        let skew = MAX_SKEW.as_millis() as u64;
+        for (issued, expires) in [
+            (u64::MAX, u64::MAX),
+            (u64::MAX - 1, u64::MAX),
+            (u64::MAX / 2, u64::MAX / 2 + 1000),
+            (now_ms + skew + 1, now_ms + skew + 1001),
+            (0, u64::MAX),
+        ] {
+            let err = codec
+                .decode_at(&stored(issued, expires), "k", now)
+                .unwrap_err();
+            assert!(err.is_store(), "{err}");
+        }
+        // Right at the edge of the skew allowed: read, and issued now.
+        let raw = stored(now_ms + skew, now_ms + skew + 1000);
+        assert_eq!(codec.decode_at(&raw, "k", now).unwrap().issued_at(), now);
+        // Issued at the epoch, expired long ago: readable (and not usable).
+        let token = codec.decode_at(&stored(0, 1000), "k", now).unwrap();
+        assert!(token.usable_for(Duration::ZERO, now).is_zero());
     }
 
     #[cfg(feature = "encryption")]
