@@ -76,6 +76,8 @@
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
 //! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
 //!   shared store.
+//! - `reqwest-middleware`: `OAuthMiddleware`, the same token cache behind
+//!   reqwest-middleware's `ClientWithMiddleware` (see `middleware`). Turns on `reqwest`.
 
 #![warn(
     missing_docs,
@@ -92,6 +94,8 @@ pub mod endpoint;
 pub mod error;
 pub mod key;
 mod macros;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 pub mod oauth;
 pub mod origin;
 pub mod recover;
@@ -105,6 +109,8 @@ pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
 pub use endpoint::ClientCredentials;
 pub use error::{Error, TokenEndpointError};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::OAuthMiddleware;
 pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
 pub use source::{TokenSource, source_fn};
