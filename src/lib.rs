@@ -117,7 +117,7 @@ pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};
 
 /// The code blocks of README.md, compiled as doctests so that they stay true.
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "redis", feature = "reqwest-middleware"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
