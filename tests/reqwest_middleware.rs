@@ -287,3 +287,104 @@ async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
     assert!(err.to_string().contains(&format!("http://{other}")));
     assert!(seen.all().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Interop: the pinned oidc-provider of tests/interop and the API that introspects every
+// token there (as tests/interop.rs does over hyper). Skipped without Node unless CI is set.
+// ---------------------------------------------------------------------------------------
+
+mod interop {
+    use super::*;
+    use support::introspection_api::IntrospectionApi;
+    use support::oidc_provider::{API_CLIENT, BASIC_CLIENT, Provider};
+    use tower_oauth::{ClientAuth, ClientCredentials};
+
+    async fn setup() -> Option<(Provider, IntrospectionApi, OAuthLayer)> {
+        let provider = Provider::start(300).await?;
+        let api = IntrospectionApi::start(&provider.introspection_url(), API_CLIENT).await;
+        let layer = OAuthLayer::new(source(&provider, BASIC_CLIENT.1));
+        Some((provider, api, layer))
+    }
+
+    fn source(provider: &Provider, secret: &str) -> ClientCredentials {
+        ClientCredentials::builder()
+            .token_url(provider.token_url())
+            .client_id(BASIC_CLIENT.0)
+            .client_secret(secret)
+            .auth_method(ClientAuth::ClientSecretBasic)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn thousand_concurrent_sends_issue_one_token() {
+        let Some((provider, api, layer)) = setup().await else {
+            return;
+        };
+        let client = client(&layer);
+        let sends = (0..1_000).map(|_| {
+            let client = client.clone();
+            let url = api.url();
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        });
+        let ok = join_all(sends)
+            .await
+            .into_iter()
+            .filter(|s| *s.as_ref().unwrap() == 200)
+            .count();
+        assert_eq!(ok, 1_000);
+        assert_eq!(api.accepted(), 1_000);
+        let stats = provider.stats().await;
+        assert_eq!(stats.issued_to(BASIC_CLIENT.0), 1);
+        assert_eq!(stats.token_requests.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn revoked_token_mid_run_is_recovered_without_a_failure() {
+        let Some((provider, api, layer)) = setup().await else {
+            return;
+        };
+        let client = client(&layer);
+        for _ in 0..10 {
+            assert_eq!(client.get(api.url()).send().await.unwrap().status(), 200);
+        }
+        let t1 = token_value(&layer);
+        provider.revoke(BASIC_CLIENT, &t1).await;
+        for i in 0..10 {
+            let status = client.get(api.url()).send().await.unwrap().status();
+            assert_eq!(status, 200, "call {i} after the revocation");
+        }
+        assert_eq!(api.accepted(), 20);
+        assert_eq!(
+            api.rejected(),
+            1,
+            "exactly one request carried the revoked token"
+        );
+        let stats = provider.stats().await;
+        assert_eq!(stats.revoked, 1);
+        assert_eq!(stats.issued_to(BASIC_CLIENT.0), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn wrong_secret_is_invalid_client_and_nothing_reaches_the_api() {
+        let Some((provider, api, _)) = setup().await else {
+            return;
+        };
+        let layer = OAuthLayer::new(source(&provider, "not-the-secret"));
+        let err = client(&layer).get(api.url()).send().await.unwrap_err();
+        let reqwest_middleware::Error::Middleware(err) = err else {
+            panic!("a middleware error: {err:?}")
+        };
+        let err = err.downcast_ref::<tower_oauth::Error>().unwrap();
+        let rfc = err
+            .token_endpoint_error()
+            .expect("the token endpoint's error");
+        assert_eq!(rfc.error(), "invalid_client");
+        assert!(!format!("{err:?} {err}").contains("not-the-secret"));
+        assert_eq!(api.requests(), 0);
+        assert_eq!(provider.stats().await.issued_total(), 0);
+    }
+}
