@@ -7,8 +7,8 @@
 //! the rows measure the middleware chain (building the request with `client.get(url)`, the
 //! boxed futures of the `async_trait` middlewares) and not the network. The stacks: `floor`
 //! (`Answer` alone), `static_header` (a middleware that sets a fixed `Authorization`),
-//! `oauth` (`OAuthMiddleware`, replay on: a `try_clone` of each request) and
-//! `oauth_no_replay` (`replay(false)`). Groups `reqwest_middleware/1_worker` and
+//! `oauth` (`OAuthMiddleware` with recovery on: a `try_clone` of each request before it is
+//! sent) and `oauth_no_recovery` (`recover_on(RecoverOn::Never)`: no copy). Groups `reqwest_middleware/1_worker` and
 //! `reqwest_middleware/2_workers`, [`TASKS`] tasks on each. aliri_reqwest is not compared
 //! here: it is not among the crates this build can fetch.
 //!
@@ -21,12 +21,13 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::{oauth_layer, oauth_layer_no_replay, warm};
+use common::{oauth_layer, token_source, warm};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use http::{Extensions, HeaderValue, header::AUTHORIZATION};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tokio::runtime::Runtime;
-use tower_oauth::OAuthMiddleware;
+use tower_oauth::recover::RecoverOn;
+use tower_oauth::{OAuthLayer, OAuthMiddleware};
 
 /// Tasks sending requests at once.
 const TASKS: u64 = 256;
@@ -94,10 +95,12 @@ async fn drive_many(client: ClientWithMiddleware, iters: u64) -> Duration {
 
 fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
     let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
-    let oauth_no_replay = oauth_layer_no_replay(Arc::new(AtomicUsize::new(0)));
+    let oauth_no_recovery = OAuthLayer::builder(token_source(Arc::new(AtomicUsize::new(0))))
+        .recover_on(RecoverOn::Never)
+        .build();
     rt.block_on(async {
         warm(&oauth).await;
-        warm(&oauth_no_replay).await;
+        warm(&oauth_no_recovery).await;
     });
     let header = HeaderValue::from_static("Bearer static-token");
     let stacks = [
@@ -105,8 +108,8 @@ fn bench_runtime(c: &mut Criterion, rt: &Runtime, name: &str) {
         ("static_header", chain(Some(Arc::new(StaticHeader(header))))),
         ("oauth", chain(Some(Arc::new(OAuthMiddleware::new(&oauth))))),
         (
-            "oauth_no_replay",
-            chain(Some(Arc::new(OAuthMiddleware::new(&oauth_no_replay)))),
+            "oauth_no_recovery",
+            chain(Some(Arc::new(OAuthMiddleware::new(&oauth_no_recovery)))),
         ),
     ];
 

@@ -265,12 +265,12 @@ E2E_SHAPES = [
 
 
 def reqwest_middleware(results):
-    stacks = ["floor", "static_header", "oauth", "oauth_no_replay"]
+    stacks = ["floor", "static_header", "oauth", "oauth_no_recovery"]
     names = {
         "floor": "reqwest-middleware alone (floor)",
         "static_header": "a middleware setting a static `Authorization`",
         "oauth": "**`OAuthMiddleware`**",
-        "oauth_no_replay": "`OAuthMiddleware`, `replay(false)`",
+        "oauth_no_recovery": "`OAuthMiddleware`, `recover_on(RecoverOn::Never)`",
     }
     one = {s: results.get(f"reqwest_middleware/1_worker/{s}") for s in stacks}
     two = {s: results.get(f"reqwest_middleware/2_workers/{s}") for s in stacks}

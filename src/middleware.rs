@@ -59,6 +59,12 @@
 //! sent twice, and the next request goes out with a new token. The policy's `clone_body` is
 //! not asked: reqwest's `try_clone` decides which bodies can be sent again.
 //!
+//! The copy is taken whenever recovery is on (the URL, the headers and the body's `Bytes`:
+//! a few allocations a request), and the policy's
+//! [`may_replay`](crate::recover::Policy::may_replay) is asked after a 401, on the copy, so
+//! `replay(false)` still takes it; [`RecoverOn::Never`](crate::recover::RecoverOn::Never)
+//! takes none.
+//!
 //! # Errors
 //!
 //! When no token can be had, the request is not sent: the caller gets
