@@ -265,6 +265,44 @@ E2E_SHAPES = [
 ]
 
 
+def reqwest_middleware(results):
+    stacks = ["floor", "static_header", "oauth", "oauth_no_recovery"]
+    names = {
+        "floor": "reqwest-middleware alone (floor)",
+        "static_header": "a middleware setting a static `Authorization`",
+        "oauth": "**`OAuthMiddleware`**",
+        "oauth_no_recovery": "`OAuthMiddleware`, `recover_on(RecoverOn::Never)`",
+    }
+    one = {s: results.get(f"reqwest_middleware/1_worker/{s}") for s in stacks}
+    two = {s: results.get(f"reqwest_middleware/2_workers/{s}") for s in stacks}
+    if not any(one.values()) and not any(two.values()):
+        return []
+    out = ["### reqwest-middleware, 256 tasks", ""]
+    out.append(
+        "`client.get(url).send()` through a reqwest-middleware chain that ends in a middleware "
+        "answering `200` without I/O (`benches/reqwest_middleware.rs`): the cost of the chain "
+        "and of the middleware, not of the network. Time per request from the median; "
+        "added is the stack's time less the floor's."
+    )
+    out.append("")
+    out.append(
+        "| stack | 1 worker: ns/request (95% CI) | added | 2 workers: ns/request (95% CI) | added |"
+    )
+    out.append("|---|---:|---:|---:|---:|")
+    for s in stacks:
+        cells = []
+        for rows in (one, two):
+            r, floor = rows.get(s), rows.get("floor")
+            if not r:
+                cells += ["n/a", ""]
+                continue
+            cells.append(f"{ns(r['median'])} ({ns(r['lo'])} – {ns(r['hi'])})")
+            cells.append(ns(r["median"] - floor["median"]) if floor and s != "floor" else "")
+        out.append(f"| {names[s]} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def end_to_end(results, log):
     stacks = ["no_header", "static_header", "oauth"]
     out = []
@@ -395,6 +433,7 @@ def generate(root, note):
     out.append("")
     out += hot_path(results, instructions)
     out += multi_thread(results)
+    out += reqwest_middleware(results)
     out += end_to_end(results, log)
     out += stampede(results, log, instructions)
     out.append(END)

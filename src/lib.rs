@@ -76,6 +76,8 @@
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
 //! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
 //!   shared store.
+//! - `reqwest-middleware`: `OAuthMiddleware`, the same token cache behind
+//!   reqwest-middleware's `ClientWithMiddleware` (see `middleware`). Turns on `reqwest`.
 
 #![warn(
     missing_docs,
@@ -92,6 +94,8 @@ pub mod endpoint;
 pub mod error;
 pub mod key;
 mod macros;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 pub mod oauth;
 pub mod origin;
 pub mod recover;
@@ -105,13 +109,15 @@ pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
 pub use endpoint::ClientCredentials;
 pub use error::{Error, TokenEndpointError};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::OAuthMiddleware;
 pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
 pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};
 
 /// The code blocks of README.md, compiled as doctests so that they stay true.
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "redis", feature = "reqwest-middleware"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 

@@ -177,6 +177,18 @@ impl Origin {
         }
     }
 
+    /// Whether `url` (a reqwest request's URL) is for this origin: its scheme, its host
+    /// ignoring ASCII case, and its port or the scheme's default. No allocation.
+    #[cfg(feature = "reqwest")]
+    #[inline]
+    pub fn matches_url(&self, url: &url::Url) -> bool {
+        is_https(url.scheme()) == Some(self.https)
+            && url.port_or_known_default() == Some(self.port)
+            && url
+                .host_str()
+                .is_some_and(|host| host.eq_ignore_ascii_case(self.host()))
+    }
+
     #[inline]
     fn matches_host_port(&self, host_port: &str) -> bool {
         host_port.eq_ignore_ascii_case(&self.authority)
@@ -309,10 +321,51 @@ impl AttachPolicy {
         self.decide_by_header(req)
     }
 
+    /// [`decide`](Self::decide) for a reqwest request: its URL and its headers.
+    #[cfg(feature = "reqwest-middleware")]
+    #[inline]
+    pub(crate) fn decide_url(&self, url: &url::Url, headers: &http::HeaderMap) -> Decision {
+        if let Some(origins) = &self.origins
+            && !origins.iter().any(|o| o.matches_url(url))
+        {
+            return self.other_origin();
+        }
+        self.decide_by_headers(headers)
+    }
+
+    /// The error for a refused reqwest request: names the URL's origin, nothing else of it.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn refusal_url(url: &url::Url) -> Error {
+        let origin = match (
+            is_https(url.scheme()),
+            url.host_str(),
+            url.port_or_known_default(),
+        ) {
+            (Some(https), Some(host), Some(port)) => {
+                let scheme = if https { "https" } else { "http" };
+                format!("{scheme}://{}:{port}", host.to_ascii_lowercase())
+            }
+            _ => "a URI of another scheme".to_owned(),
+        };
+        Error::origin_refused(origin)
+    }
+
+    fn other_origin(&self) -> Decision {
+        if self.refuse_others {
+            Decision::Refuse
+        } else {
+            Decision::PassThrough
+        }
+    }
+
     /// Attach, unless the request carries its own `Authorization` and overwrite is off.
     #[inline]
     fn decide_by_header<B>(&self, req: &Request<B>) -> Decision {
-        let headers = req.headers();
+        self.decide_by_headers(req.headers())
+    }
+
+    #[inline]
+    fn decide_by_headers(&self, headers: &http::HeaderMap) -> Decision {
         if self.overwrite || headers.is_empty() || !headers.contains_key(AUTHORIZATION) {
             Decision::Attach
         } else {
@@ -324,11 +377,7 @@ impl AttachPolicy {
     #[inline(never)]
     fn decide_by_origin<B>(&self, origins: &[Origin], req: &Request<B>) -> Decision {
         if !origins.iter().any(|o| o.matches(req.uri())) {
-            return if self.refuse_others {
-                Decision::Refuse
-            } else {
-                Decision::PassThrough
-            };
+            return self.other_origin();
         }
         self.decide_by_header(req)
     }
@@ -423,6 +472,50 @@ mod tests {
         let o = Origin::parse("http://[::1]:8080").unwrap();
         assert!(o.matches(&uri("http://[::1]:8080/x")));
         assert!(!o.matches(&uri("http://[::1]/x")));
+    }
+
+    /// A reqwest request's URL gets the decision its `http::Uri` gets.
+    #[cfg(feature = "reqwest-middleware")]
+    #[test]
+    fn url_decisions_agree_with_uri_decisions() {
+        let mut policy = AttachPolicy::default();
+        policy.add_origins([
+            Origin::parse("https://a.example").unwrap(),
+            Origin::parse("http://[::1]:8080").unwrap(),
+        ]);
+        let cases = [
+            "https://a.example/x",
+            "https://A.Example:443/x?q=1",
+            "https://user:pw@a.example/x",
+            "http://a.example/x",
+            "https://a.example:8443/x",
+            "https://b.example/x",
+            "http://[::1]:8080/x",
+            "http://[::1]/x",
+        ];
+        let name = |d: Decision| match d {
+            Decision::Attach => "attach",
+            Decision::PassThrough => "pass",
+            Decision::Refuse => "refuse",
+        };
+        for refuse in [false, true] {
+            if refuse {
+                policy.refuse_others();
+            }
+            for case in cases {
+                let by_uri = name(policy.decide(&Request::get(case).body(()).unwrap()));
+                let url = url::Url::parse(case).unwrap();
+                let by_url = name(policy.decide_url(&url, &http::HeaderMap::new()));
+                assert_eq!(by_url, by_uri, "{case}");
+            }
+        }
+        let url = url::Url::parse("https://B.example:8443/secret?token=x").unwrap();
+        let refusal = AttachPolicy::refusal_url(&url).to_string();
+        assert!(refusal.contains("https://b.example:8443"), "{refusal}");
+        assert!(
+            !refusal.contains("secret") && !refusal.contains("token=x"),
+            "{refusal}"
+        );
     }
 
     #[test]

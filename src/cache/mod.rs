@@ -159,6 +159,19 @@ impl TokenCache {
         }
     }
 
+    /// The header and id of the cached entry if it is fresh, from one load of the slot: for
+    /// callers that have no [`SlotReader`] of their own (a `&self` middleware). No lock, no
+    /// clock, no allocation.
+    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn fresh_header(&self) -> Option<(http::HeaderValue, TokenId)> {
+        let guard = self.shared.slot.load();
+        match &*guard {
+            Some(entry) if entry.is_fresh() => Some((entry.header.clone(), entry.id)),
+            _ => None,
+        }
+    }
+
     /// The token in the cache, whether or not it is due for refresh, and even if it has
     /// expired (a failed refresh leaves the last token in place while it is valid, and the
     /// timer drops nothing); `None` before the first fetch and after

@@ -64,6 +64,12 @@ impl<P> OAuthLayer<P> {
     pub fn recover_policy(&self) -> &P {
         &self.policy
     }
+
+    /// Which requests get the token (the origin and `Authorization` options).
+    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+    pub(crate) fn attach_policy(&self) -> &AttachPolicy {
+        &self.attach
+    }
 }
 
 impl<S, P: Clone> Layer<S> for OAuthLayer<P> {
