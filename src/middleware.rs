@@ -238,18 +238,11 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
         copy.headers_mut()
             .insert(AUTHORIZATION, entry.header.clone());
         let response = next.run(copy, extensions).await?;
-        if self
+        let rejected = self
             .policy
-            .is_rejection(response.status(), response.headers())
-        {
-            tracing::warn!(
-                target: "tower_oauth",
-                "new token rejected too (401); passing the response back"
-            );
-            self.cache.second_attempt_rejected(entry.id);
-        } else {
-            self.cache.second_attempt_accepted();
-        }
+            .is_rejection(response.status(), response.headers());
+        self.cache
+            .second_attempt_answered(entry.id, rejected, response.status());
         Ok(response)
     }
 }

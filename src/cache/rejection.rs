@@ -63,9 +63,31 @@ impl TokenCache {
         }
     }
 
+    /// The answer to a second attempt sent with the new token `used`: `rejected` (as the
+    /// recovery policy judged it) holds the next rejections for one more backoff step; a
+    /// success ends the backoff; anything else (a 5xx, a 403) changes nothing. One rule for
+    /// the tower layer and the reqwest middleware.
+    pub(crate) fn second_attempt_answered(
+        &self,
+        used: TokenId,
+        rejected: bool,
+        status: http::StatusCode,
+    ) {
+        if rejected {
+            // Passed back as it came: no second invalidation, no third attempt.
+            tracing::warn!(
+                target: "tower_oauth",
+                "new token rejected too (401); passing the response back"
+            );
+            self.second_attempt_rejected(used);
+        } else if status.is_success() {
+            self.second_attempt_accepted();
+        }
+    }
+
     /// A second attempt, sent with the new token `used`, was rejected too: the next
     /// rejections are held for one more backoff step.
-    pub(crate) fn second_attempt_rejected(&self, used: TokenId) {
+    fn second_attempt_rejected(&self, used: TokenId) {
         let config = &self.shared.config;
         let mut flight = self.flight();
         let rejections = &mut flight.rejections;
@@ -85,7 +107,7 @@ impl TokenCache {
     }
 
     /// A second attempt was accepted: rejected tokens are replaced at once again.
-    pub(crate) fn second_attempt_accepted(&self) {
+    fn second_attempt_accepted(&self) {
         let mut flight = self.flight();
         flight.rejections = Rejections::default();
     }

@@ -233,20 +233,13 @@ where
                     used,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if recover
+                    let rejected = recover
                         .policy
-                        .is_rejection(response.status(), response.headers())
-                    {
-                        // Passed back as it came: no second invalidation, no third attempt.
-                        // The next rejections back off (see `cache/rejection.rs`).
-                        tracing::warn!(
-                            target: "tower_oauth",
-                            "new token rejected too (401); passing the response back"
-                        );
-                        recover.cache.second_attempt_rejected(*used);
-                    } else if response.status().is_success() {
-                        recover.cache.second_attempt_accepted();
-                    }
+                        .is_rejection(response.status(), response.headers());
+                    // The next rejections back off (see `cache/rejection.rs`).
+                    recover
+                        .cache
+                        .second_attempt_answered(*used, rejected, response.status());
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Refused { .. } => {
