@@ -6,7 +6,7 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_no_replay`, `mutex_slot`,
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`). It
@@ -42,7 +42,7 @@ use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_no_replay|mutex_slot|rwlock_slot> \
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|mutex_slot|rwlock_slot> \
                      <empty|full|streaming|post> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
@@ -123,6 +123,13 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
             rt.block_on(async {
                 warm(&layer).await;
                 drive(layer.layer(Noop), request, n).await
+            });
+        }
+        "oauth_attach" => {
+            let layer = oauth_layer(Arc::new(AtomicUsize::new(0)));
+            rt.block_on(async {
+                warm(&layer).await;
+                drive(layer.without_recovery().layer(Noop), request, n).await
             });
         }
         "oauth_no_replay" => {

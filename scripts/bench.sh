@@ -61,7 +61,7 @@ for line in sys.stdin:
   echo "{" > "$tmp/instructions.json"
   first=1
   for body in empty full streaming post; do
-    for stack in floor static_header oauth oauth_off oauth_no_replay mutex_slot rwlock_slot; do
+    for stack in floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot; do
       totals=()
       for n in "$N1" "$N2"; do
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$bin" "$stack" "$body" "$n" \

@@ -55,6 +55,8 @@ enum Stack {
     StaticHeader,
     /// `OAuthLayer` with a warm cache, with these options.
     OAuth(Mode),
+    /// `OAuthLayer::without_recovery()` with a warm cache.
+    Attach,
 }
 
 /// `OAuthLayer`'s options under test.
@@ -133,6 +135,12 @@ fn measure<B: Send + 'static>(stack: Stack, make: impl Fn() -> Request<B>) -> Al
             rt.block_on(warm(&layer));
             let _context = rt.enter();
             per_request(layer.layer(Noop), make)
+        }
+        Stack::Attach => {
+            let layer = oauth(Mode::Default);
+            rt.block_on(warm(&layer));
+            let _context = rt.enter();
+            per_request(layer.without_recovery().layer(Noop), make)
         }
     }
 }
@@ -330,4 +338,35 @@ fn the_copy_of_a_hyper_client_kept_for_the_replay_does_not_allocate() {
         .build_http::<Full<Bytes>>();
     let ((), seen) = counted(|| drop(client.clone()));
     assert_eq!(seen.count, 0);
+}
+
+#[test]
+fn the_layer_without_recovery_adds_no_allocation() {
+    // `OAuthLayer::without_recovery`: the same allocations as the static header, for the
+    // bare request with each body and for the POST with three headers.
+    let bodies: [(&str, Allocations, Allocations); 4] = [
+        (
+            "empty",
+            measure(Stack::StaticHeader, bare(empty_body)),
+            measure(Stack::Attach, bare(empty_body)),
+        ),
+        (
+            "full",
+            measure(Stack::StaticHeader, bare(full_body)),
+            measure(Stack::Attach, bare(full_body)),
+        ),
+        (
+            "streaming",
+            measure(Stack::StaticHeader, bare(streaming_body)),
+            measure(Stack::Attach, bare(streaming_body)),
+        ),
+        (
+            "post",
+            measure(Stack::StaticHeader, post()),
+            measure(Stack::Attach, post()),
+        ),
+    ];
+    for (label, static_header, attach) in bodies {
+        assert_eq!(attach, static_header, "{label}");
+    }
 }

@@ -6,14 +6,15 @@ use std::time::Duration;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use tower_layer::Layer;
 
-use super::OAuth;
+use super::{AttachLayer, OAuth};
 use crate::cache::{self, Config, TokenCache};
 use crate::origin::{AttachPolicy, Origin};
 use crate::recover::{CloneBodyFn, RecoverOn, RejectIf, ReplayIf, Standard};
 use crate::source::TokenSource;
 use crate::store::{StoreOptions, TokenStore};
 
-/// Applies [`OAuth`] to a service: every request gets `Authorization: <type> <token>` from
+/// Applies [`OAuth`] to a service ([`without_recovery`](OAuthLayer::without_recovery):
+/// [`Attach`](super::Attach)): every request gets `Authorization: <type> <token>` from
 /// a cached token that is fetched from a [`TokenSource`] and refreshed before it expires.
 ///
 /// Clones share one [`TokenCache`], and so do all the services a layer builds: build the
@@ -63,6 +64,15 @@ impl<P> OAuthLayer<P> {
     /// The recovery policy of the layer's services (see [`recover`](crate::recover)).
     pub fn recover_policy(&self) -> &P {
         &self.policy
+    }
+
+    /// The same layer without 401 recovery, at the type level: its [`Attach`](super::Attach) services
+    /// share this layer's token cache and origin rules, pass every answer back as it came,
+    /// and cost a request no more than the token's slot read and header (see
+    /// [`attach`](super::attach)). A `401` invalidates nothing: call
+    /// [`TokenCache::invalidate`] yourself if you handle it above.
+    pub fn without_recovery(&self) -> AttachLayer {
+        AttachLayer::new(self.cache.clone(), self.attach.clone())
     }
 
     /// Which requests get the token (the origin and `Authorization` options).

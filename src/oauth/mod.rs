@@ -37,6 +37,7 @@
 //!   invalidated by id (compare-and-swap) and the request sent again once, unless second
 //!   attempts were rejected too and the backoff holds the token (the caller gets the 401).
 
+pub mod attach;
 mod future;
 mod layer;
 
@@ -53,6 +54,7 @@ use crate::origin::{AttachPolicy, Decision};
 use crate::recover::{Policy, Recover, RecoverRequest, Standard};
 use crate::source::TokenSource;
 
+pub use attach::{Attach, AttachFuture, AttachLayer};
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, OAuthLayerBuilder};
 
