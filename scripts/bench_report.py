@@ -22,13 +22,14 @@ import sys
 BEGIN = "<!-- BEGIN GENERATED (scripts/bench.sh) -->"
 END = "<!-- END GENERATED -->"
 
-STACKS = ["floor", "static_header", "oauth", "oauth_off", "oauth_no_replay", "mutex_slot", "rwlock_slot"]
+STACKS = ["floor", "static_header", "oauth", "oauth_off", "oauth_attach", "oauth_no_replay", "mutex_slot", "rwlock_slot"]
 STACK_NAMES = {
     "floor": "no middleware (floor)",
     "no_header": "no middleware",
     "static_header": "tower-http `SetRequestHeader`, static value",
     "oauth": "**`OAuth<S>`**",
     "oauth_off": "`OAuth<S>`, recovery off (`RecoverOn::Never`)",
+    "oauth_attach": "`Attach<S>` (`OAuthLayer::without_recovery()`)",
     "oauth_no_replay": "`OAuth<S>`, `replay(false)`",
     "mutex_slot": "hand-written `Arc<Mutex<Token>>` slot",
     "rwlock_slot": "hand-written `Arc<RwLock<Token>>` slot",
@@ -44,7 +45,8 @@ BODIES = {
 HOT_PATH_TARGETS = [
     ("empty", "oauth", "defaults, bare `GET`", 1.15, 150),
     ("post", "oauth", "defaults, `POST` with three headers", 1.25, 250),
-    ("empty", "oauth_off", "recovery off, bare `GET`", 1.05, 50),
+    ("empty", "oauth_off", "recovery off at run time (`RecoverOn::Never`), bare `GET`", 1.05, 50),
+    ("empty", "oauth_attach", "recovery off at the type level (`without_recovery()`), bare `GET`", 1.05, 50),
 ]
 # 256 tasks on 2 workers: `OAuth<S>` throughput over the static header's, at least.
 MULTI_THREAD_TARGET = 0.85
