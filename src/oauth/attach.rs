@@ -93,7 +93,7 @@ impl fmt::Debug for AttachLayer {
 /// Middleware that puts a valid access token on every request it authorizes, without 401
 /// recovery. Built by [`AttachLayer`]; see the [module docs](self).
 ///
-/// Errors: the inner service's, or an [`Error`](crate::Error) when no token can be had
+/// Errors: the inner service's, or an [`Error`] when no token can be had
 /// (the inner service is then not called) or the origin is refused.
 pub struct Attach<S> {
     inner: S,

@@ -102,7 +102,10 @@
 //! recovery plus one reference count (the layer's recovery state, which holds the cache,
 //! the policy and a spare clone of the inner service) and the id of the token it used. No
 //! allocation, no boxed future, no clone of the inner service: the spare is cloned only
-//! when a 401 comes back. With [`RecoverOn::Never`] not even that.
+//! when a 401 comes back. With [`RecoverOn::Never`] not even that, though the response
+//! future keeps its size (recovery is off at run time); with
+//! [`OAuthLayer::without_recovery`](crate::OAuthLayer::without_recovery) recovery is off at
+//! the type level and the future is the inner service's plus a tag.
 //!
 //! A request that can be sent again also keeps a copy of its head (method, URI, version,
 //! headers, extensions) and of its body. The headers are copied into a list: 1 allocation

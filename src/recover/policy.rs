@@ -53,8 +53,10 @@ pub enum RecoverOn {
     /// Other 401s are passed back untouched.
     InvalidToken,
     /// None: answers are passed back untouched, the token is never invalidated and no
-    /// request is sent twice. The request path is then exactly that of a layer without
-    /// recovery (no reference kept, no copy).
+    /// request is sent twice. No reference and no copy is kept; the response future keeps
+    /// its size, as recovery is off at run time. For the least a request can cost, use
+    /// [`OAuthLayer::without_recovery`](crate::OAuthLayer::without_recovery) (off at the
+    /// type level).
     Never,
 }
 
