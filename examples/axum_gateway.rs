@@ -120,16 +120,46 @@ async fn forward(State(gateway): State<Gateway>, req: Request) -> Response {
     }
 }
 
+/// `/healthz`: 200 while the gateway holds a valid upstream token, 503 otherwise (before the
+/// first token, or once the held one expired because refreshes failed). No token in it.
+fn healthz(cache: &tower_oauth::TokenCache) -> (StatusCode, String) {
+    let status = cache.status();
+    let seconds_left = status
+        .valid_until()
+        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+        .map_or(0, |d| d.as_secs());
+    let body = format!(
+        "valid_token={} seconds_left={seconds_left} failures_in_a_row={} last_error={}\n",
+        status.has_valid_token(),
+        status.failures_in_a_row(),
+        status
+            .last_error()
+            .map_or_else(|| "none".to_owned(), |e| e.to_string()),
+    );
+    if status.has_valid_token() {
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
 async fn start_gateway(upstream: String, token_source: ClientCredentials) -> SocketAddr {
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let oauth = OAuthLayer::new(token_source);
+    let cache = oauth.cache().clone();
     let gateway = Gateway {
         upstream,
-        client: ServiceBuilder::new()
-            .layer(OAuthLayer::new(token_source))
-            .service(client),
+        client: ServiceBuilder::new().layer(oauth).service(client),
     };
     let app = Router::new()
         .route("/api/{*rest}", any(forward))
+        .route(
+            "/healthz",
+            get(move || {
+                let cache = cache.clone();
+                async move { healthz(&cache) }
+            }),
+        )
         .with_state(gateway);
     serve(app).await
 }
@@ -309,6 +339,17 @@ async fn exercise(gateway: SocketAddr, first_chunk: Arc<Notify>) -> Result<(), B
             .boxed_unsync()
     };
 
+    // 0. Before the first upstream call no token is held: /healthz says 503.
+    let request = http::Request::get(format!("http://{gateway}/healthz")).body(empty())?;
+    let (status, body) = send(&client, request).await?;
+    println!(
+        "GET  /healthz     before any upstream call\n  -> {status} {}",
+        body.trim()
+    );
+    if status != StatusCode::SERVICE_UNAVAILABLE {
+        return Err("/healthz should be 503 before the first token".into());
+    }
+
     // 1. The client's own Authorization and Cookie do not reach the upstream.
     let request = http::Request::get(format!("http://{gateway}/api/whoami"))
         .header(header::AUTHORIZATION, CLIENT_AUTHORIZATION)
@@ -356,6 +397,17 @@ async fn exercise(gateway: SocketAddr, first_chunk: Arc<Notify>) -> Result<(), B
     if status != StatusCode::NOT_FOUND {
         return Err("a path outside /api was forwarded".into());
     }
+    // Last: a valid token is held now, /healthz says 200.
+    let request = http::Request::get(format!("http://{gateway}/healthz")).body(empty())?;
+    let (status, body) = send(&client, request).await?;
+    println!(
+        "GET  /healthz     after the calls\n  -> {status} {}",
+        body.trim()
+    );
+    if status != StatusCode::OK {
+        return Err("/healthz should be 200 with a valid token".into());
+    }
+
     Ok(())
 }
 

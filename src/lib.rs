@@ -113,6 +113,9 @@ pub use error::{Error, TokenEndpointError};
 pub use middleware::OAuthMiddleware;
 pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
+/// Re-exported so that reading a token (`token.access_token().expose_secret()`) needs no
+/// `secrecy` dependency of your own.
+pub use secrecy::ExposeSecret;
 pub use source::{TokenSource, source_fn};
 pub use token::{Token, TokenType};
 

@@ -25,6 +25,9 @@ pub(crate) struct Flight {
     rx: Option<watch::Receiver<Outcome>>,
     /// Failed fetches since the last success.
     pub(crate) failures: u32,
+    /// When the last fetch of the current generation ended (wall clock), and its error.
+    pub(crate) last_fetch_at: Option<std::time::SystemTime>,
+    pub(crate) last_error: Option<Error>,
     /// After a failure: with a valid token in hand, no new fetch before this (backoff,
     /// `Retry-After`); the valid token is used meanwhile.
     pub(crate) retry_at: Option<Instant>,
@@ -224,6 +227,8 @@ impl TokenCache {
         if flight.generation != generation {
             return;
         }
+        flight.last_fetch_at = Some(config.wall_clock.now());
+        flight.last_error = outcome.as_ref().err().cloned();
         match outcome {
             Ok(_) => {
                 flight.failures = 0;

@@ -68,6 +68,7 @@ mod config;
 mod entry;
 mod flight;
 mod rejection;
+mod status;
 mod timer;
 
 use std::fmt;
@@ -95,6 +96,7 @@ pub use config::{
 pub(crate) use entry::{Entry, TokenId};
 use flight::{Flight, Want};
 pub(crate) use rejection::Rejected;
+pub use status::CacheStatus;
 
 struct Shared {
     slot: ArcSwapOption<Entry>,
@@ -172,8 +174,9 @@ impl TokenCache {
         }
     }
 
-    /// The token in the cache, whether or not it is due for refresh, and even if it has
-    /// expired (a failed refresh leaves the last token in place while it is valid, and the
+    /// The token in the cache, whether or not it is due for refresh, and **even if it has
+    /// expired** (check [`Token::expires_at`](crate::Token::expires_at), or use
+    /// [`status`](TokenCache::status) for a health check) (a failed refresh leaves the last token in place while it is valid, and the
     /// timer drops nothing); `None` before the first fetch and after
     /// [`invalidate`](TokenCache::invalidate).
     pub fn current(&self) -> Option<Token> {
