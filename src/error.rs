@@ -47,6 +47,34 @@ struct Inner {
     retry_after: Option<Duration>,
 }
 
+/// What an [`Error`] is about, from [`Error::kind`]. Each variant has its predicate
+/// (`ErrorKind::Timeout` and [`Error::is_timeout`], ...), whose docs say more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The token endpoint answered with an RFC 6749 section 5.2 error
+    /// ([`Error::is_token_endpoint`]).
+    TokenEndpoint,
+    /// The answer is not a usable token ([`Error::is_invalid_response`]).
+    InvalidResponse,
+    /// The token endpoint could not be reached ([`Error::is_transport`]).
+    Transport,
+    /// The token request took longer than its timeout ([`Error::is_timeout`]).
+    Timeout,
+    /// A builder was given a configuration it cannot use ([`Error::is_config`]).
+    Config,
+    /// A token source of the user's failed ([`Error::is_other`]).
+    Other,
+    /// The fetch ended without a result ([`Error::is_cancelled`]).
+    Cancelled,
+    /// Discovery of the authorization server failed ([`Error::is_discovery`]).
+    Discovery,
+    /// A shared token store failed ([`Error::is_store`]).
+    Store,
+    /// The request's origin is refused ([`Error::is_origin_refused`]).
+    OriginRefused,
+}
+
 #[derive(Clone, Debug)]
 enum Kind {
     /// The token endpoint answered with an RFC 6749 section 5.2 error.
@@ -182,6 +210,34 @@ impl Error {
     /// or 503 answer), if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
+    }
+
+    /// What failed, as an enum to `match` on; the `is_*` predicates say the same one at a
+    /// time.
+    ///
+    /// ```
+    /// use tower_oauth::error::{Error, ErrorKind};
+    ///
+    /// let error = Error::other("no token today");
+    /// match error.kind() {
+    ///     ErrorKind::TokenEndpoint | ErrorKind::Transport | ErrorKind::Timeout => {}
+    ///     ErrorKind::Other => println!("the source failed: {error}"),
+    ///     _ => {}
+    /// }
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match &self.inner.kind {
+            Kind::TokenEndpoint(_) => ErrorKind::TokenEndpoint,
+            Kind::InvalidResponse { .. } | Kind::InvalidToken => ErrorKind::InvalidResponse,
+            Kind::Transport => ErrorKind::Transport,
+            Kind::Timeout => ErrorKind::Timeout,
+            Kind::Config(_) => ErrorKind::Config,
+            Kind::Other => ErrorKind::Other,
+            Kind::Cancelled => ErrorKind::Cancelled,
+            Kind::Discovery { .. } => ErrorKind::Discovery,
+            Kind::Store(_) => ErrorKind::Store,
+            Kind::OriginRefused(_) => ErrorKind::OriginRefused,
+        }
     }
 
     /// The token endpoint refused the request with an RFC 6749 section 5.2 error
@@ -423,6 +479,48 @@ impl StdError for TokenEndpointError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_agrees_with_the_predicates() {
+        let cases = [
+            (
+                Error::token_endpoint(TokenEndpointError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    None,
+                    None,
+                )),
+                ErrorKind::TokenEndpoint,
+            ),
+            (Error::transport("refused"), ErrorKind::Transport),
+            (Error::timeout(), ErrorKind::Timeout),
+            (Error::config("no"), ErrorKind::Config),
+            (Error::invalid_token(), ErrorKind::InvalidResponse),
+            (Error::cancelled(), ErrorKind::Cancelled),
+            (Error::store("down", None), ErrorKind::Store),
+            (
+                Error::origin_refused("https://x:443".into()),
+                ErrorKind::OriginRefused,
+            ),
+            (Error::other("mine"), ErrorKind::Other),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            let predicate = match kind {
+                ErrorKind::TokenEndpoint => error.is_token_endpoint(),
+                ErrorKind::InvalidResponse => error.is_invalid_response(),
+                ErrorKind::Transport => error.is_transport(),
+                ErrorKind::Timeout => error.is_timeout(),
+                ErrorKind::Config => error.is_config(),
+                ErrorKind::Other => error.is_other(),
+                ErrorKind::Cancelled => error.is_cancelled(),
+                ErrorKind::Discovery => error.is_discovery(),
+                ErrorKind::Store => error.is_store(),
+                ErrorKind::OriginRefused => error.is_origin_refused(),
+            };
+            assert!(predicate, "{kind:?}");
+        }
+    }
 
     #[test]
     fn clip_counts_characters_and_cuts_on_their_boundaries() {
