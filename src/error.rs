@@ -89,8 +89,9 @@ enum Kind {
     InvalidToken,
     /// The token endpoint could not be reached, or the connection failed.
     Transport,
-    /// The token request did not finish in time.
-    Timeout,
+    /// The token request did not finish in time: which limit fired, and its duration,
+    /// where known.
+    Timeout(Option<(&'static str, Duration)>),
     /// The configuration is not usable (reported by builders).
     Config(String),
     /// A [`TokenSource`](crate::TokenSource) of the user's failed ([`Error::other`]).
@@ -147,8 +148,13 @@ impl Error {
         Error::new(Kind::Transport, Some(source.into()))
     }
 
+    /// A timeout of `limit` (the setting's name, as a user writes it) after `after`.
+    pub(crate) fn timeout_of(limit: &'static str, after: Duration) -> Error {
+        Error::new(Kind::Timeout(Some((limit, after))), None)
+    }
+
     pub(crate) fn timeout() -> Error {
-        Error::new(Kind::Timeout, None)
+        Error::new(Kind::Timeout(None), None)
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Error {
@@ -230,13 +236,22 @@ impl Error {
             Kind::TokenEndpoint(_) => ErrorKind::TokenEndpoint,
             Kind::InvalidResponse { .. } | Kind::InvalidToken => ErrorKind::InvalidResponse,
             Kind::Transport => ErrorKind::Transport,
-            Kind::Timeout => ErrorKind::Timeout,
+            Kind::Timeout(_) => ErrorKind::Timeout,
             Kind::Config(_) => ErrorKind::Config,
             Kind::Other => ErrorKind::Other,
             Kind::Cancelled => ErrorKind::Cancelled,
             Kind::Discovery { .. } => ErrorKind::Discovery,
             Kind::Store(_) => ErrorKind::Store,
             Kind::OriginRefused(_) => ErrorKind::OriginRefused,
+        }
+    }
+
+    /// For a [timeout](Error::is_timeout): the duration of the limit that fired, where
+    /// known (not for a timeout read back from a shared store's failure record).
+    pub fn timeout_after(&self) -> Option<Duration> {
+        match self.inner.kind {
+            Kind::Timeout(Some((_, after))) => Some(after),
+            _ => None,
         }
     }
 
@@ -266,9 +281,12 @@ impl Error {
         matches!(self.inner.kind, Kind::Transport)
     }
 
-    /// The token request took longer than its timeout.
+    /// The token request took longer than its timeout. Its `Display` names the limit that
+    /// fired and its duration: `OAuthLayerBuilder::fetch_timeout` (the whole fetch, the
+    /// store's part included) or `ClientCredentialsBuilder::timeout` (one HTTP request to
+    /// the token endpoint); [`timeout_after`](Error::timeout_after) gives the duration.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::Timeout)
+        matches!(self.inner.kind, Kind::Timeout(_))
     }
 
     /// A builder was given a configuration it cannot use.
@@ -373,7 +391,10 @@ impl fmt::Display for Error {
                 f.write_str("access token has characters not allowed in an HTTP header")
             }
             Kind::Transport => f.write_str("token endpoint unreachable"),
-            Kind::Timeout => f.write_str("token request timed out"),
+            Kind::Timeout(None) => f.write_str("token request timed out"),
+            Kind::Timeout(Some((limit, after))) => {
+                write!(f, "token request timed out after {after:?} ({limit})")
+            }
             Kind::Config(message) => write!(f, "invalid configuration: {message}"),
             Kind::Other => f.write_str("token source failed"),
             Kind::Cancelled => f.write_str("token fetch cancelled"),

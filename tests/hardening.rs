@@ -579,3 +579,37 @@ async fn a_token_over_16_kib_is_an_error() {
     assert_eq!(token.access_token().expose_secret().len(), 16 * 1024);
     task.abort();
 }
+
+/// A token endpoint that accepts the connection and never answers: the error names the
+/// limit that fired (`ClientCredentialsBuilder::timeout`, one HTTP request) and its
+/// duration, not just "timed out". Real clock (reqwest's timer), generous bounds.
+#[tokio::test]
+async fn a_client_credentials_timeout_says_which_limit_fired() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket); // read nothing, answer nothing
+        }
+    });
+    let source = tower_oauth::ClientCredentials::builder()
+        .token_url(format!("http://{addr}/token"))
+        .client_id("c")
+        .client_secret("s")
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let layer = tower_oauth::OAuthLayer::new(source);
+    let error = layer.cache().token().await.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(
+        error.timeout_after(),
+        Some(std::time::Duration::from_millis(300))
+    );
+    assert_eq!(
+        error.to_string(),
+        "token request timed out after 300ms (ClientCredentialsBuilder::timeout)"
+    );
+    held.abort();
+}

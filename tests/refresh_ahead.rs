@@ -510,7 +510,14 @@ async fn an_endpoint_that_never_answers_fails_at_the_timeout() {
     });
     let first = call(&mut svc).await;
     assert_eq!(first.waited, secs(10.0));
-    assert!(first.error().is_timeout());
+    let error = first.error();
+    assert!(error.is_timeout());
+    // The error says which limit fired, and its duration.
+    assert_eq!(error.timeout_after(), Some(secs(10.0)));
+    assert_eq!(
+        error.to_string(),
+        "token request timed out after 10s (OAuthLayerBuilder::fetch_timeout)"
+    );
     let late = late.await.unwrap();
     assert_eq!(late.waited, secs(6.0));
     assert!(late.error().is_timeout());

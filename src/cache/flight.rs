@@ -253,7 +253,12 @@ impl TokenCache {
             tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
             tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
                 .await
-                .unwrap_or_else(|_| Err(Error::timeout()))
+                .unwrap_or_else(|_| {
+                    Err(Error::timeout_of(
+                        "OAuthLayerBuilder::fetch_timeout",
+                        shared.config.fetch_timeout,
+                    ))
+                })
         };
         match &shared.store {
             None => fetch().await,

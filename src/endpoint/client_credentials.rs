@@ -114,7 +114,7 @@ impl ClientCredentials {
             .body(body);
         let mut response = request.send().await.map_err(|e| {
             if e.is_timeout() {
-                Error::timeout()
+                Error::timeout_of("ClientCredentialsBuilder::timeout", self.timeout)
             } else {
                 Error::transport(e.without_url())
             }
@@ -148,7 +148,12 @@ impl ClientCredentials {
         let body = match read_limited(&mut response, limit).await {
             Ok(body) => body,
             Err(ReadError::TooLarge) => return Err(too_large()),
-            Err(ReadError::Failed(e)) if e.is_timeout() => return Err(Error::timeout()),
+            Err(ReadError::Failed(e)) if e.is_timeout() => {
+                return Err(Error::timeout_of(
+                    "ClientCredentialsBuilder::timeout",
+                    self.timeout,
+                ));
+            }
             Err(ReadError::Failed(e)) => return Err(Error::transport(e.without_url())),
         };
         let token = self
