@@ -241,6 +241,26 @@ impl TokenCache {
                 let now = Instant::now();
                 flight.retry_at = Some(after(now, holds.retry));
                 flight.quiet_until = Some(after(now, holds.quiet));
+                // The one event of a failed fetch, foreground or background; rate-limited.
+                let failures_in_a_row = flight.failures;
+                let retry_in_ms = holds.retry.as_millis() as u64;
+                match self.shared.fetch_warn.loud() {
+                    Some(suppressed) => tracing::warn!(
+                        target: "tower_oauth",
+                        %error,
+                        failures_in_a_row,
+                        retry_in_ms,
+                        suppressed,
+                        "token fetch failed"
+                    ),
+                    None => tracing::debug!(
+                        target: "tower_oauth",
+                        %error,
+                        failures_in_a_row,
+                        retry_in_ms,
+                        "token fetch failed"
+                    ),
+                }
             }
         }
     }
@@ -311,10 +331,8 @@ impl TokenCache {
                 );
                 Ok(entry)
             }
-            Err(error) => {
-                tracing::warn!(target: "tower_oauth", %error, "token fetch failed");
-                Err(error)
-            }
+            // Logged once, with what follows, when the failure is recorded (`record`).
+            Err(error) => Err(error),
         }
     }
 

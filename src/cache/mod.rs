@@ -114,6 +114,8 @@ struct Shared {
     generation: AtomicU64,
     /// Keeps the coarse clock moving while this cache lives.
     _clock: clock::ClockUser,
+    /// At most one `warn` event for failed fetches every 10 s; the others go to `debug`.
+    fetch_warn: crate::store::warn::WarnLimiter,
 }
 
 impl Drop for Shared {
@@ -150,6 +152,7 @@ impl TokenCache {
                 timer_started: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 _clock: clock::ClockUser::new(),
+                fetch_warn: crate::store::warn::WarnLimiter::new(),
             }),
         }
     }

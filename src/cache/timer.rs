@@ -172,18 +172,12 @@ impl TokenCache {
                 expires_in_secs = entry.token.expires_in().as_secs(),
                 "background token refresh succeeded"
             ),
-            Some(Err(error)) => {
-                let retry_at = self.flight().retry_at;
-                let retry_in = retry_at
-                    .unwrap_or_else(Instant::now)
-                    .saturating_duration_since(Instant::now());
-                tracing::warn!(
-                    target: "tower_oauth",
-                    %error,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "background token refresh failed"
-                );
-            }
+            // The failure itself is the one `warn` event "token fetch failed" (flight.rs).
+            Some(Err(error)) => tracing::debug!(
+                target: "tower_oauth",
+                %error,
+                "background token refresh failed"
+            ),
             None if rx.has_changed().is_ok() => *background = Some(rx),
             None => {}
         }

@@ -84,7 +84,7 @@ mod options;
 #[cfg(feature = "redis")]
 mod redis;
 mod value;
-mod warn;
+pub(crate) mod warn;
 
 pub use crate::key::{CacheKey, CacheKeyBuilder};
 pub(crate) use client::StoreClient;

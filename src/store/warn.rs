@@ -11,7 +11,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// At most one `warn` event per [`WARN_EVERY`]; the others go to `debug`, and the next
 /// `warn` says how many there were (`suppressed`).
-pub(super) struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     start: Instant,
     /// Milliseconds since `start` before which no `warn` is emitted.
     next_ms: AtomicU64,
@@ -20,7 +20,7 @@ pub(super) struct WarnLimiter {
 }
 
 impl WarnLimiter {
-    pub(super) fn new() -> WarnLimiter {
+    pub(crate) fn new() -> WarnLimiter {
         WarnLimiter {
             start: Instant::now(),
             next_ms: AtomicU64::new(0),
@@ -28,9 +28,10 @@ impl WarnLimiter {
         }
     }
 
-    /// Reports `error` with the message `what`: as a `warn` event if none went out in the
-    /// last [`WARN_EVERY`], otherwise as a `debug` event.
-    pub(super) fn warn(&self, error: &Error, what: &'static str) {
+    /// Whether a `warn` event may go out now (none in the last [`WARN_EVERY`]): then how
+    /// many were sent to `debug` since the last one. `None`: send this one to `debug`; it
+    /// is counted.
+    pub(crate) fn loud(&self) -> Option<u64> {
         let now = self.start.elapsed().as_millis() as u64;
         let next = self.next_ms.load(Ordering::Relaxed);
         let loud = now >= next
@@ -44,11 +45,19 @@ impl WarnLimiter {
                 )
                 .is_ok();
         if loud {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-            tracing::warn!(target: "tower_oauth", %error, suppressed, "{what}");
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
         } else {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(target: "tower_oauth", %error, "{what}");
+            None
+        }
+    }
+
+    /// Reports `error` with the message `what`: as a `warn` event if none went out in the
+    /// last [`WARN_EVERY`], otherwise as a `debug` event.
+    pub(super) fn warn(&self, error: &Error, what: &'static str) {
+        match self.loud() {
+            Some(suppressed) => tracing::warn!(target: "tower_oauth", %error, suppressed, "{what}"),
+            None => tracing::debug!(target: "tower_oauth", %error, "{what}"),
         }
     }
 }
