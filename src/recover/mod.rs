@@ -144,6 +144,7 @@ use crate::origin::Origin;
 use copy::RequestCopy;
 
 pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
+pub use policy::is_grpc_rejection;
 
 /// What a layer keeps for recovery, shared by its services: the cache, the policy, and a
 /// spare clone of the inner service for second attempts (taken on the first request, then
