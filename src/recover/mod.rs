@@ -146,6 +146,7 @@ use crate::cache::{Rejected, TokenCache, TokenId};
 use crate::origin::Origin;
 use copy::RequestCopy;
 
+pub use policy::is_grpc_rejection;
 pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
 
 /// What a layer keeps for recovery, shared by its services: the cache, the policy, and a

@@ -75,6 +75,36 @@ impl RecoverOn {
     }
 }
 
+/// Whether an answer rejects the token for a gRPC client: an HTTP `401`, or an HTTP `200`
+/// whose headers carry `grpc-status: 16` (`UNAUTHENTICATED`, a trailers-only answer; gRPC
+/// over HTTP/2, "Responses"). `grpc-status: 7` (`PERMISSION_DENIED`), like a `403`, is not a
+/// rejection. A `grpc-status` that only comes in the trailers of a streamed answer is not
+/// seen (the answer has gone to the caller by then).
+///
+/// Set it with [`OAuthLayerBuilder::reject_if`](crate::OAuthLayerBuilder::reject_if) on the
+/// layer of a tonic channel. It is a rule of its own, not part of [`Standard`], so an HTTP
+/// stack does not read `grpc-status` on its answers:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use tower_oauth::{source_fn, OAuthLayer, Token};
+/// # let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+/// let layer = OAuthLayer::builder(source)
+///     .reject_if(tower_oauth::recover::is_grpc_rejection)
+///     .build();
+/// # let _ = layer;
+/// ```
+#[inline]
+pub fn is_grpc_rejection(status: StatusCode, headers: &HeaderMap) -> bool {
+    if status == StatusCode::UNAUTHORIZED {
+        return true;
+    }
+    status == StatusCode::OK
+        && headers
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes().trim_ascii() == b"16")
+}
+
 /// The default [`Policy`]: a `401` rejects the token ([`RecoverOn`]); the request is sent
 /// again once if its body is of a type that is copied cheaply, whatever its method.
 ///
@@ -302,6 +332,26 @@ combinator_impls!(CloneBodyFn, RejectIf, ReplayIf);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grpc(status: StatusCode, grpc_status: Option<&'static str>) -> bool {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = grpc_status {
+            headers.insert("grpc-status", http::HeaderValue::from_static(v));
+        }
+        is_grpc_rejection(status, &headers)
+    }
+
+    #[test]
+    fn grpc_unauthenticated_rejects_permission_denied_does_not() {
+        assert!(grpc(StatusCode::OK, Some("16")));
+        assert!(grpc(StatusCode::UNAUTHORIZED, None));
+        assert!(!grpc(StatusCode::OK, Some("7")));
+        assert!(!grpc(StatusCode::OK, Some("0")));
+        assert!(!grpc(StatusCode::OK, Some("160")));
+        assert!(!grpc(StatusCode::OK, None));
+        assert!(!grpc(StatusCode::FORBIDDEN, Some("16")));
+        assert!(!grpc(StatusCode::OK, Some("")));
+    }
 
     fn clone<B: 'static>(body: &B) -> Option<B> {
         Policy::<B>::clone_body(&Standard::default(), body)
