@@ -29,6 +29,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::BoxError;
+use crate::identity::Identity;
 
 /// Why no token could be had.
 ///
@@ -45,6 +46,8 @@ struct Inner {
     source: Option<Arc<dyn StdError + Send + Sync>>,
     /// The token endpoint's `Retry-After`, on a 429 or 503 answer.
     retry_after: Option<Duration>,
+    /// Which token could not be had, set by the cache that fetched it.
+    identity: Option<Identity>,
 }
 
 /// What an [`Error`] is about, from [`Error::kind`]. Each variant has its predicate
@@ -118,8 +121,31 @@ impl Error {
                 kind,
                 source: source.map(Arc::from),
                 retry_after: None,
+                identity: None,
             }),
         }
+    }
+
+    /// The same error, naming the token it is about (unless it already names one).
+    pub(crate) fn for_identity(self, identity: &Identity) -> Error {
+        if self.inner.identity.is_some() {
+            return self;
+        }
+        Error {
+            inner: Arc::new(Inner {
+                kind: self.inner.kind.clone(),
+                source: self.inner.source.clone(),
+                retry_after: self.inner.retry_after,
+                identity: Some(identity.clone()),
+            }),
+        }
+    }
+
+    /// Which token this error is about: its name and token endpoint origin (see
+    /// [`identity`](crate::identity)). Set on every error of a fetch made by a layer's
+    /// cache; `None` on errors made before one (a builder's, a refused origin).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.inner.identity.as_ref()
     }
 
     pub(crate) fn token_endpoint(error: TokenEndpointError) -> Error {
@@ -208,6 +234,7 @@ impl Error {
                 kind: self.inner.kind.clone(),
                 source: self.inner.source.clone(),
                 retry_after: Some(delay),
+                identity: self.inner.identity.clone(),
             }),
         }
     }
@@ -368,12 +395,43 @@ impl fmt::Debug for Error {
         if let Some(delay) = self.inner.retry_after {
             d.field("retry_after", &delay);
         }
+        if let Some(identity) = &self.inner.identity {
+            d.field("identity", identity);
+        }
         d.finish()
     }
 }
 
 impl fmt::Display for Error {
+    /// `<identity>: <what failed>[: <cause>]`, for example `client-a@idp.example.com
+    /// (token endpoint https://idp.example.com): token endpoint unreachable: Connection
+    /// refused (os error 111)`. The cause is the innermost error of the source chain, for
+    /// the transport and store kinds only (their causes are the network's, never a secret).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(identity) = &self.inner.identity {
+            write!(f, "{identity}: ")?;
+        }
+        self.fmt_kind(f)?;
+        if matches!(self.inner.kind, Kind::Transport | Kind::Store(_))
+            && let Some(cause) = self.root_cause()
+        {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// The innermost error of the source chain, if any.
+    fn root_cause(&self) -> Option<&(dyn StdError + 'static)> {
+        let mut cause = StdError::source(self)?;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        Some(cause)
+    }
+
+    fn fmt_kind(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner.kind {
             Kind::TokenEndpoint(e) => write!(f, "token endpoint refused the request: {e}"),
             Kind::InvalidResponse {

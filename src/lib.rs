@@ -92,6 +92,7 @@ pub mod body;
 pub mod cache;
 pub mod endpoint;
 pub mod error;
+pub mod identity;
 pub mod key;
 mod macros;
 #[cfg(feature = "reqwest-middleware")]

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::Error;
+use crate::identity::Identity;
 use crate::key::CacheKey;
 use crate::token::Token;
 
@@ -41,6 +42,14 @@ pub trait TokenSource: Send + Sync + 'static {
     /// secret, scopes, audience...). `None` (the default): a layer with a store needs a key
     /// from [`StoreOptions::key`](crate::store::StoreOptions::key).
     fn cache_key(&self) -> Option<CacheKey> {
+        None
+    }
+
+    /// What the tokens of this source are called in errors, log lines and metric labels:
+    /// a short, non-secret name and the token endpoint's origin (see
+    /// [`identity`](crate::identity)). `None` (the default): the layer's
+    /// [`name`](crate::OAuthLayerBuilder::name), or [`DEFAULT_NAME`](crate::identity::DEFAULT_NAME).
+    fn identity(&self) -> Option<Identity> {
         None
     }
 }

@@ -60,8 +60,9 @@ async fn events_tell_the_refresh_and_the_next_try_never_the_token() {
     assert!(failed[0].contains("retry_in_ms=1000"), "{}", failed[0]);
     assert!(failed[0].contains("failures_in_a_row=1"), "{}", failed[0]);
     assert_eq!(lines("background token refresh failed").len(), 1, "{text}");
+    // It names the token (the default name: the source gives none) and the cause.
     assert!(
-        failed[0].contains("error=token source failed"),
+        failed[0].contains("identity=\"token\" error=token: token source failed"),
         "{}",
         failed[0]
     );

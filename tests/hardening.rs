@@ -607,9 +607,13 @@ async fn a_client_credentials_timeout_says_which_limit_fired() {
         error.timeout_after(),
         Some(std::time::Duration::from_millis(300))
     );
+    // It names the token (`client_id@host`) and the endpoint's origin, then what failed.
     assert_eq!(
         error.to_string(),
-        "token request timed out after 300ms (ClientCredentialsBuilder::timeout)"
+        format!(
+            "c@127.0.0.1 (token endpoint http://{addr}): \
+             token request timed out after 300ms (ClientCredentialsBuilder::timeout)"
+        )
     );
     held.abort();
 }

@@ -516,7 +516,7 @@ async fn an_endpoint_that_never_answers_fails_at_the_timeout() {
     assert_eq!(error.timeout_after(), Some(secs(10.0)));
     assert_eq!(
         error.to_string(),
-        "token request timed out after 10s (OAuthLayerBuilder::fetch_timeout)"
+        "token: token request timed out after 10s (OAuthLayerBuilder::fetch_timeout)"
     );
     let late = late.await.unwrap();
     assert_eq!(late.waited, secs(6.0));

@@ -88,6 +88,8 @@ pub(crate) struct Config {
     pub(crate) wall_clock: WallClock,
     /// A token store shared with other instances, if any (see [`crate::store`]).
     pub(crate) store: StoreConfig,
+    /// The name of the token in errors, logs and metrics, over the source's.
+    pub(crate) name: Option<String>,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             refresh_ahead_jitter: DEFAULT_REFRESH_AHEAD_JITTER,
             retry_base: DEFAULT_RETRY_BASE,
             retry_max: DEFAULT_RETRY_MAX,
+            name: None,
             retry_jitter: DEFAULT_RETRY_JITTER,
             failure_window: DEFAULT_FAILURE_WINDOW,
             wall_clock: WallClock::default(),

@@ -247,6 +247,8 @@ impl TokenCache {
                 match self.shared.fetch_warn.loud() {
                     Some(suppressed) => tracing::warn!(
                         target: "tower_oauth",
+                        identity = self.shared.identity.name(),
+                        token_endpoint = self.shared.identity.token_endpoint(),
                         %error,
                         failures_in_a_row,
                         retry_in_ms,
@@ -255,6 +257,7 @@ impl TokenCache {
                     ),
                     None => tracing::debug!(
                         target: "tower_oauth",
+                        identity = self.shared.identity.name(),
                         %error,
                         failures_in_a_row,
                         retry_in_ms,
@@ -304,7 +307,9 @@ impl TokenCache {
         let shared = &self.shared;
         let fetched = self.obtain().await;
         let wall = shared.config.wall_clock.now();
-        let entry = fetched.and_then(|token| Entry::new(token, shared.config.refresh_margin, wall));
+        let entry = fetched
+            .and_then(|token| Entry::new(token, shared.config.refresh_margin, wall))
+            .map_err(|error| error.for_identity(&shared.identity));
         match entry {
             Ok(entry) => {
                 let entry = Arc::new(entry);

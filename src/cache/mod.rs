@@ -80,6 +80,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
 
 use crate::error::Error;
+use crate::identity::Identity;
 use crate::source::{DynSource, Erased, TokenSource};
 use crate::store::StoreClient;
 use crate::token::Token;
@@ -116,6 +117,8 @@ struct Shared {
     _clock: clock::ClockUser,
     /// At most one `warn` event for failed fetches every 10 s; the others go to `debug`.
     fetch_warn: crate::store::warn::WarnLimiter,
+    /// What the token is called in errors, logs and metrics.
+    identity: Identity,
 }
 
 impl Drop for Shared {
@@ -135,14 +138,24 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub(crate) fn new<T: TokenSource>(source: T, config: Config) -> TokenCache {
-        let store = config
-            .store
-            .client(source.cache_key(), config.fetch_timeout, {
+        let identity = match (source.identity(), config.name.as_deref()) {
+            (Some(identity), Some(name)) => identity.renamed(name),
+            (Some(identity), None) => identity,
+            (None, Some(name)) => Identity::new(name),
+            (None, None) => Identity::default(),
+        };
+        let store = config.store.client(
+            source.cache_key(),
+            config.fetch_timeout,
+            {
                 let wall = config.wall_clock.clone();
                 Arc::new(move || wall.now())
-            });
+            },
+            &identity,
+        );
         TokenCache {
             shared: Arc::new(Shared {
+                identity,
                 slot: ArcSwapOption::empty(),
                 source: Box::new(Erased(Arc::new(source))),
                 config,
@@ -155,6 +168,13 @@ impl TokenCache {
                 fetch_warn: crate::store::warn::WarnLimiter::new(),
             }),
         }
+    }
+
+    /// What this cache's token is called in errors, log lines and metric labels: the
+    /// layer's [`name`](crate::OAuthLayerBuilder::name) or the source's
+    /// [`identity`](crate::TokenSource::identity).
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
     }
 
     /// A reader of the slot for one service: see [`SlotReader`].

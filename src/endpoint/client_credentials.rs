@@ -17,6 +17,7 @@ use super::auth::ClientAuth;
 use super::http::{ReadError, read_limited, status_and_content_type};
 use super::response::{ResponseParser, parse_retry_after, redact};
 use crate::error::Error;
+use crate::identity::Identity;
 use crate::key::CacheKey;
 use crate::source::TokenSource;
 use crate::token::Token;
@@ -173,6 +174,15 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     fn fetch(&self) -> impl Future<Output = Result<Token, Error>> + Send {
         self.request_token()
+    }
+
+    /// `client_id@host` of the token URL, with the token URL's origin.
+    fn identity(&self) -> Option<Identity> {
+        let host = self.token_url.host_str().unwrap_or_default();
+        Some(
+            Identity::new(format!("{}@{host}", self.client_id))
+                .with_token_endpoint(self.token_url.as_str()),
+        )
     }
 
     /// SHA-256 of the token URL, the client id, a SHA-256 of the client secret, the scopes

@@ -113,6 +113,18 @@ pub struct OAuthLayerBuilder<T, P = Standard> {
 }
 
 impl<T: TokenSource, P> OAuthLayerBuilder<T, P> {
+    /// The token's name in errors, log lines and (feature `metrics`) metric labels: short,
+    /// stable and not secret, such as `billing-api`; at most
+    /// [`NAME_LIMIT`](crate::identity::NAME_LIMIT) characters are kept. Default: the
+    /// source's [`identity`](crate::TokenSource::identity) (`client_id@host` of the token
+    /// URL for [`ClientCredentials`](crate::ClientCredentials)), else
+    /// [`DEFAULT_NAME`](crate::identity::DEFAULT_NAME). The token endpoint's origin is
+    /// kept either way. See [`identity`](crate::identity).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
     /// How much of a token's lifetime is left when it is refreshed. Default 60 seconds.
     ///
     /// The margin used for a token is never more than half of its lifetime (`expires_in`),

@@ -12,6 +12,7 @@ use super::options::StoreOptions;
 use super::value::Codec;
 use super::warn::WarnLimiter;
 use crate::BoxError;
+use crate::identity::Identity;
 use crate::key::CacheKey;
 
 /// The shortest store call timeout: 1 millisecond.
@@ -80,6 +81,7 @@ impl StoreConfig {
         source_key: Option<CacheKey>,
         fetch_timeout: Duration,
         wall: Wall,
+        identity: &Identity,
     ) -> Option<Arc<StoreClient>> {
         let store = self.store.clone()?;
         let options = &self.options;
@@ -121,7 +123,7 @@ impl StoreConfig {
                 key: options.encryption_key.clone(),
             },
             rejected: Mutex::new(None),
-            warn: WarnLimiter::new(),
+            warn: WarnLimiter::for_identity(identity),
             wall,
         }))
     }

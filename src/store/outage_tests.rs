@@ -227,7 +227,12 @@ fn the_default_lock_ttl_leaves_room_for_the_holders_store_calls() {
         options: StoreOptions::new().key(key()),
     };
     let client = config
-        .client(None, Duration::from_secs(10), Arc::new(SystemTime::now))
+        .client(
+            None,
+            Duration::from_secs(10),
+            Arc::new(SystemTime::now),
+            &crate::identity::Identity::default(),
+        )
         .unwrap();
     let text = format!("{client:?}");
     // 10 s fetch + 3 x 250 ms store calls + 2 s.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::identity::Identity;
 
 /// At most one `warn` event every this long per cache; the others are `debug`.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -17,6 +18,8 @@ pub(crate) struct WarnLimiter {
     next_ms: AtomicU64,
     /// Events sent to `debug` since the last `warn`.
     suppressed: AtomicU64,
+    /// The token the events are about, named in each.
+    identity: Option<Identity>,
 }
 
 impl WarnLimiter {
@@ -25,6 +28,15 @@ impl WarnLimiter {
             start: Instant::now(),
             next_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            identity: None,
+        }
+    }
+
+    /// A limiter whose events name `identity`.
+    pub(crate) fn for_identity(identity: &Identity) -> WarnLimiter {
+        WarnLimiter {
+            identity: Some(identity.clone()),
+            ..WarnLimiter::new()
         }
     }
 
@@ -55,9 +67,16 @@ impl WarnLimiter {
     /// Reports `error` with the message `what`: as a `warn` event if none went out in the
     /// last [`WARN_EVERY`], otherwise as a `debug` event.
     pub(super) fn warn(&self, error: &Error, what: &'static str) {
+        let error = match &self.identity {
+            Some(identity) => error.clone().for_identity(identity),
+            None => error.clone(),
+        };
+        let identity = self.identity.as_ref().map(Identity::name);
         match self.loud() {
-            Some(suppressed) => tracing::warn!(target: "tower_oauth", %error, suppressed, "{what}"),
-            None => tracing::debug!(target: "tower_oauth", %error, "{what}"),
+            Some(suppressed) => {
+                tracing::warn!(target: "tower_oauth", identity, %error, suppressed, "{what}")
+            }
+            None => tracing::debug!(target: "tower_oauth", identity, %error, "{what}"),
         }
     }
 }
