@@ -95,6 +95,7 @@ pub mod error;
 pub mod identity;
 pub mod key;
 mod macros;
+pub mod metrics;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
 pub mod oauth;

@@ -80,6 +80,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::{Rejected, TokenCache, TokenId};
 use crate::error::Error;
+use crate::metrics::Rejection;
 use crate::oauth::OAuthLayer;
 use crate::origin::{AttachPolicy, Decision};
 use crate::recover::{Policy, Standard};
@@ -178,7 +179,9 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
     /// the request to send again, or `None` if it cannot be.
     fn rejected(&self, used: TokenId, copy: Option<Request>) -> Option<Request> {
         let rejected = self.cache.reject_id(used);
+        let identity = self.cache.identity();
         if rejected == Rejected::Held {
+            crate::metrics::rejection(identity, Rejection::BackedOff);
             tracing::info!(
                 target: "tower_oauth",
                 "token rejected (401) again soon after a new one was fetched; kept until the backoff step ends, request not sent again"
@@ -187,6 +190,7 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
         }
         let invalidated = rejected == Rejected::Dropped;
         let Some(copy) = copy else {
+            crate::metrics::rejection(identity, Rejection::NotReplayable);
             tracing::info!(
                 target: "tower_oauth",
                 invalidated,
@@ -197,6 +201,7 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
         };
         let copy = self.may_replay(copy);
         let Some(copy) = copy else {
+            crate::metrics::rejection(identity, Rejection::NotReplayable);
             tracing::info!(
                 target: "tower_oauth",
                 invalidated,
@@ -205,6 +210,7 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
             );
             return None;
         };
+        crate::metrics::rejection(identity, Rejection::Replayed);
         tracing::info!(
             target: "tower_oauth",
             method = %copy.method(),

@@ -52,11 +52,17 @@ async fn events_tell_the_refresh_and_the_next_try_never_the_token() {
     };
     assert_eq!(lines("background token refresh started").len(), 2, "{text}");
     // One WARN event for the failed refresh, with what follows it.
-    let warned = lines("WARN tower_oauth");
+    let warned = lines(" WARN ");
     assert_eq!(warned.len(), 1, "{text}");
     let failed = lines("token fetch failed");
     assert_eq!(failed.len(), 1, "{text}");
-    assert!(failed[0].contains("WARN tower_oauth"), "{}", failed[0]);
+    assert!(failed[0].contains(" WARN "), "{}", failed[0]);
+    // Inside the fetch's span, which names the token and says how the fetch ended.
+    assert!(
+        failed[0].contains("token_fetch{identity=\"token\" outcome=\"other\" duration_ms=0}"),
+        "{}",
+        failed[0]
+    );
     assert!(failed[0].contains("retry_in_ms=1000"), "{}", failed[0]);
     assert!(failed[0].contains("failures_in_a_row=1"), "{}", failed[0]);
     assert_eq!(lines("background token refresh failed").len(), 1, "{text}");

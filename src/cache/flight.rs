@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::config::{Config, MAX_HOLD, after, backoff};
 use super::entry::{Entry, TokenId};
@@ -212,10 +213,22 @@ impl TokenCache {
             tx: Some(tx),
             generation,
         };
-        tokio::spawn(async move {
-            let outcome = reporter.cache.fetch_and_store(generation).await;
-            reporter.report(outcome);
-        });
+        // One span per fetch: the token's name, and (set by `obtain` when the source
+        // answers) the outcome and how long it took.
+        let span = tracing::info_span!(
+            target: "tower_oauth",
+            "token_fetch",
+            identity = self.shared.identity.name(),
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                let outcome = reporter.cache.fetch_and_store(generation).await;
+                reporter.report(outcome);
+            }
+            .instrument(span),
+        );
         rx
     }
 
@@ -274,14 +287,22 @@ impl TokenCache {
         let shared = &self.shared;
         let fetch = || async move {
             tracing::debug!(target: "tower_oauth", source = shared.source.type_name(), "fetching token");
-            tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout_of(
-                        "OAuthLayerBuilder::fetch_timeout",
-                        shared.config.fetch_timeout,
-                    ))
-                })
+            let started = Instant::now();
+            let fetched =
+                tokio::time::timeout(shared.config.fetch_timeout, shared.source.fetch_boxed())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::timeout_of(
+                            "OAuthLayerBuilder::fetch_timeout",
+                            shared.config.fetch_timeout,
+                        ))
+                    });
+            let outcome = crate::metrics::outcome(&fetched);
+            crate::metrics::token_request(&shared.identity, outcome, started.elapsed());
+            let span = tracing::Span::current();
+            span.record("outcome", outcome);
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+            fetched
         };
         match &shared.store {
             None => fetch().await,
@@ -328,6 +349,8 @@ impl TokenCache {
                 }
                 self.start_timer();
                 shared.wake.notify_one();
+                let left = entry.valid_until.saturating_duration_since(Instant::now());
+                crate::metrics::remaining(&shared.identity, left);
                 tracing::debug!(
                     target: "tower_oauth",
                     expires_in_secs = entry.token.expires_in().as_secs(),

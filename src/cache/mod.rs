@@ -299,8 +299,24 @@ impl TokenCache {
     /// The slow path of a request: a valid entry (a usable one, or one past its usable part
     /// while the fetch of the next runs), or the fetch's outcome. If the fetch fails while
     /// the cached token is still valid, that token.
+    ///
+    /// A request that waits for a fetch is counted, with how long it waited (feature
+    /// `metrics`).
     pub(crate) fn entry(&self) -> impl Future<Output = Result<Arc<Entry>, Error>> + Send + 'static {
-        self.entry_for(Want::Valid)
+        let cache = self.clone();
+        async move {
+            let step = cache.step(Want::Valid);
+            let waits = matches!(step, flight::Step::Wait(_));
+            let started = tokio::time::Instant::now();
+            let entry = match step.finish().await {
+                Err(error) => cache.valid_entry().ok_or(error),
+                ready => ready,
+            };
+            if waits {
+                crate::metrics::waited(&cache.shared.identity, started.elapsed());
+            }
+            entry
+        }
     }
 
     fn entry_for(

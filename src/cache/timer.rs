@@ -121,6 +121,8 @@ impl TokenCache {
             *plan = None;
             return None;
         };
+        let left = entry.valid_until.saturating_duration_since(Instant::now());
+        crate::metrics::remaining(&shared.identity, left);
         let now = Instant::now();
         let wall = config.wall_clock.now();
         if entry.is_fresh() && (now >= entry.usable_until || wall >= entry.usable_until_wall) {

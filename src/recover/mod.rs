@@ -142,6 +142,7 @@ use http::Request;
 use http::Uri;
 
 use crate::cache::{Rejected, TokenCache, TokenId};
+use crate::metrics::Rejection;
 #[cfg(feature = "follow-redirect")]
 use crate::origin::Origin;
 use copy::RequestCopy;
@@ -287,6 +288,7 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
             // A relative URI (its origin set by a layer below) cannot be compared: ours.
             let same = Origin::from_uri(sent_to).is_none_or(|origin| origin.matches(last));
             if !same {
+                crate::metrics::rejection(self.recover.cache.identity(), Rejection::NotOurs);
                 tracing::info!(
                     target: "tower_oauth",
                     "401 from another origin than the token was sent to; token kept"
@@ -305,7 +307,9 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     {
         let rejected = self.recover.cache.reject_id(self.used);
         let invalidated = rejected == Rejected::Dropped;
+        let identity = self.recover.cache.identity();
         if rejected == Rejected::Held {
+            crate::metrics::rejection(identity, Rejection::BackedOff);
             tracing::info!(
                 target: "tower_oauth",
                 "token rejected (401) again soon after a new one was fetched; kept until the backoff step ends, request not sent again"
@@ -314,6 +318,7 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
         }
         match self.copy {
             Err((why, _)) => {
+                crate::metrics::rejection(identity, Rejection::NotReplayable);
                 tracing::info!(
                     target: "tower_oauth",
                     invalidated,
@@ -325,6 +330,7 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
             Ok(copy) => {
                 // Kept by the service before the first attempt; never missing here.
                 let service = self.recover.service()?;
+                crate::metrics::rejection(identity, Rejection::Replayed);
                 tracing::info!(
                     target: "tower_oauth",
                     method = %copy.method(),

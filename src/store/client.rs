@@ -22,6 +22,8 @@ use super::failure::{self, Holds};
 use super::value::Codec;
 use super::warn::WarnLimiter;
 use crate::error::Error;
+use crate::identity::Identity;
+use crate::metrics::StoreCall;
 use crate::token::Token;
 
 /// The first pause of an instance waiting for another one's token: 10 milliseconds.
@@ -64,6 +66,8 @@ pub(crate) struct StoreClient {
     pub(super) rejected: Mutex<Option<Digest32>>,
     pub(super) warn: WarnLimiter,
     pub(super) wall: Wall,
+    /// The token's name, for the metrics of store calls.
+    pub(super) identity: Identity,
 }
 
 impl StoreClient {
@@ -173,10 +177,11 @@ impl StoreClient {
     async fn take_turn(&self, margin: Duration, replacing: Option<&Digest32>, valid: bool) -> Turn {
         match self.read(margin, replacing).await {
             Ok(Some(token)) => {
+                crate::metrics::store_call(&self.identity, StoreCall::Hit);
                 tracing::debug!(target: "tower_oauth", "token taken from the store");
                 return Turn::Stored(token);
             }
-            Ok(None) => {}
+            Ok(None) => crate::metrics::store_call(&self.identity, StoreCall::Miss),
             Err(error) => return Turn::Alone(error),
         }
         if let Some(error) = self.failure(valid).await {
@@ -190,12 +195,20 @@ impl StoreClient {
         let now = Instant::now();
         let deadline = now.checked_add(self.lock_wait).unwrap_or(now);
         let mut pause = FIRST_POLL;
+        let mut waited = false;
         loop {
             let lock = self
                 .store
                 .set_if_absent(&self.lock_key, owner.as_bytes(), self.lock_ttl);
             match self.call("lock failed", lock).await {
-                Ok(true) => return Turn::Locked(owner),
+                Ok(true) => {
+                    crate::metrics::store_call(&self.identity, StoreCall::LockTaken);
+                    return Turn::Locked(owner);
+                }
+                Ok(false) if !waited => {
+                    waited = true;
+                    crate::metrics::store_call(&self.identity, StoreCall::LockWaited);
+                }
                 Ok(false) => {}
                 // Timed out or failed after the store may have applied it: ours, maybe.
                 Err(error) => return Turn::Unsure(owner, error),
@@ -209,6 +222,7 @@ impl StoreClient {
             pause = (pause * 2).min(MAX_POLL);
             match self.read(margin, replacing).await {
                 Ok(Some(token)) => {
+                    crate::metrics::store_call(&self.identity, StoreCall::Hit);
                     tracing::debug!(target: "tower_oauth", "token taken from the store after waiting");
                     return Turn::Stored(token);
                 }
@@ -225,8 +239,14 @@ impl StoreClient {
     async fn call<T>(&self, what: &'static str, call: StoreFuture<'_, T>) -> Result<T, Error> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(Error::store(what, Some(error))),
-            Err(_) => Err(Error::store("call timed out", None)),
+            Ok(Err(error)) => {
+                crate::metrics::store_call(&self.identity, StoreCall::Failed);
+                Err(Error::store(what, Some(error)))
+            }
+            Err(_) => {
+                crate::metrics::store_call(&self.identity, StoreCall::TimedOut);
+                Err(Error::store("call timed out", None))
+            }
         }
     }
 

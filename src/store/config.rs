@@ -124,6 +124,7 @@ impl StoreConfig {
             },
             rejected: Mutex::new(None),
             warn: WarnLimiter::for_identity(identity),
+            identity: identity.clone(),
             wall,
         }))
     }
