@@ -84,3 +84,25 @@ async fn status_never_starts_a_fetch() {
     let debug = format!("{:?}", layer.cache().status());
     assert!(debug.contains("CacheStatus"), "{debug}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn status_says_whether_the_store_answered() {
+    use tower_oauth::key::CacheKey;
+    use tower_oauth::store::{MemoryStore, StoreOptions};
+
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let without = OAuthLayer::new(once_then_down(fetches.clone()));
+    without.cache().token().await.unwrap();
+    assert_eq!(without.cache().status().store_reachable(), None, "no store");
+
+    let with = OAuthLayer::builder(once_then_down(Arc::new(AtomicUsize::new(0))))
+        .name("with-store")
+        .store(MemoryStore::new())
+        .store_options(StoreOptions::new().key(CacheKey::builder("status").build()))
+        .build();
+    assert_eq!(with.cache().status().store_reachable(), None, "no call yet");
+    with.cache().token().await.unwrap();
+    let status = with.cache().status();
+    assert_eq!(status.store_reachable(), Some(true));
+    assert_eq!(status.identity().name(), "with-store");
+}

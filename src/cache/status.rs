@@ -35,6 +35,8 @@ pub struct CacheStatus {
     pub(super) last_error: Option<Error>,
     pub(super) failures_in_a_row: u32,
     pub(super) fetch_in_flight: bool,
+    pub(super) store_reachable: Option<bool>,
+    pub(super) identity: crate::identity::Identity,
 }
 
 impl CacheStatus {
@@ -81,6 +83,18 @@ impl CacheStatus {
     pub fn fetch_in_flight(&self) -> bool {
         self.fetch_in_flight
     }
+
+    /// Whether the shared [store](crate::store) answered its last call: `Some(true)` if
+    /// it did, `Some(false)` if that call failed or timed out, `None` without a store or
+    /// before its first call.
+    pub fn store_reachable(&self) -> Option<bool> {
+        self.store_reachable
+    }
+
+    /// Which token this is about (see [`identity`](crate::identity)).
+    pub fn identity(&self) -> &crate::identity::Identity {
+        &self.identity
+    }
 }
 
 impl TokenCache {
@@ -99,6 +113,8 @@ impl TokenCache {
             last_error: flight.last_error.clone(),
             failures_in_a_row: flight.failures,
             fetch_in_flight: flight.in_flight(),
+            store_reachable: self.shared.store.as_ref().and_then(|s| s.reachable()),
+            identity: self.shared.identity.clone(),
         }
     }
 }

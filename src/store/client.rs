@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,9 +69,24 @@ pub(crate) struct StoreClient {
     pub(super) wall: Wall,
     /// The token's name, for the metrics of store calls.
     pub(super) identity: Identity,
+    /// How the last store call ended: [`UNKNOWN`], [`ANSWERED`] or [`FAILED`].
+    pub(super) last_call: AtomicU8,
 }
 
+pub(super) const UNKNOWN: u8 = 0;
+const ANSWERED: u8 = 1;
+const FAILED: u8 = 2;
+
 impl StoreClient {
+    /// Whether the last store call was answered; `None` before the first.
+    pub(crate) fn reachable(&self) -> Option<bool> {
+        match self.last_call.load(Ordering::Relaxed) {
+            ANSWERED => Some(true),
+            FAILED => Some(false),
+            _ => None,
+        }
+    }
+
     /// A token for the cache: from the store, or fetched with `fetch` under the fleet-wide
     /// lock and stored, or (when the store fails) fetched without it. `fetch` is called at
     /// most once. `replacing` is the token the cache has now, which is not taken back from
@@ -238,12 +254,17 @@ impl StoreClient {
     /// A call to the store, bounded by the timeout.
     async fn call<T>(&self, what: &'static str, call: StoreFuture<'_, T>) -> Result<T, Error> {
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.last_call.store(ANSWERED, Ordering::Relaxed);
+                Ok(value)
+            }
             Ok(Err(error)) => {
+                self.last_call.store(FAILED, Ordering::Relaxed);
                 crate::metrics::store_call(&self.identity, StoreCall::Failed);
                 Err(Error::store(what, Some(error)))
             }
             Err(_) => {
+                self.last_call.store(FAILED, Ordering::Relaxed);
                 crate::metrics::store_call(&self.identity, StoreCall::TimedOut);
                 Err(Error::store("call timed out", None))
             }

@@ -125,6 +125,7 @@ impl StoreConfig {
             rejected: Mutex::new(None),
             warn: WarnLimiter::for_identity(identity),
             identity: identity.clone(),
+            last_call: std::sync::atomic::AtomicU8::new(super::client::UNKNOWN),
             wall,
         }))
     }
