@@ -11,9 +11,12 @@
 //! tokens from it and tells what it received, and the gateway. The gateway's clients
 //! authenticate to the gateway in their own way (here, a session token in
 //! `Authorization`); the gateway authenticates to the upstream with its own
-//! client-credentials token. So before forwarding, it drops the client's `Authorization`
-//! (and `Cookie`, and the hop-by-hop headers of RFC 9110 section 7.6.1); `OAuthLayer` then
-//! sets its own. The upstream's answers show that it never sees the client's header.
+//! client-credentials token. So the layer is built with `overwrite_authorization()`: it
+//! replaces the client's `Authorization` with its own token (by default a request that
+//! carries its own `Authorization` is sent as it is, which would forward the client's
+//! credentials). Before forwarding, the gateway drops `Cookie` and the hop-by-hop headers
+//! of RFC 9110 section 7.6.1. The upstream's answers show that it never sees the client's
+//! header.
 //!
 //! Bodies are streamed, not buffered: the example's client sends an upload in chunks and
 //! sends each chunk after the first only once the upstream has received the first one.
@@ -59,8 +62,9 @@ struct Gateway {
 
 /// Headers that describe the client's connection or the client itself, not the request
 /// the gateway makes: hop-by-hop (RFC 9110 section 7.6.1), `Host` (the client sets it from
-/// the URI), and the client's credentials.
-const DROPPED: [HeaderName; 11] = [
+/// the URI), and the client's cookies. The client's `Authorization` is replaced by the layer
+/// (`overwrite_authorization`).
+const DROPPED: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -70,7 +74,6 @@ const DROPPED: [HeaderName; 11] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::HOST,
-    header::AUTHORIZATION,
     header::COOKIE,
 ];
 
@@ -145,7 +148,10 @@ fn healthz(cache: &tower_oauth::TokenCache) -> (StatusCode, String) {
 
 async fn start_gateway(upstream: String, token_source: ClientCredentials) -> SocketAddr {
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
-    let oauth = OAuthLayer::new(token_source);
+    // A gateway must never forward its caller's `Authorization`: the layer overwrites it.
+    let oauth = OAuthLayer::builder(token_source)
+        .overwrite_authorization()
+        .build();
     let cache = oauth.cache().clone();
     let gateway = Gateway {
         upstream,
