@@ -179,6 +179,8 @@ struct TaskReport {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    #[cfg(feature = "metrics")]
+    let metrics = metrics_summary::install();
     let mut args = match parse_args() {
         Ok(args) => args,
         Err(msg) => {
@@ -398,6 +400,8 @@ async fn main() -> ExitCode {
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64()
     );
+    #[cfg(feature = "metrics")]
+    metrics_summary::print(&metrics);
     println!(
         "result                 {}",
         if ok { "OK" } else { "FAILED" }
@@ -453,4 +457,48 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn fmt_ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// With `--features metrics`: the crate's metrics of the run, from metrics-util's debugging
+/// recorder (a real service installs a Prometheus or OpenTelemetry exporter instead).
+#[cfg(feature = "metrics")]
+mod metrics_summary {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    pub fn install() -> Snapshotter {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::set_global_recorder(recorder).expect("the demo's only recorder");
+        snapshotter
+    }
+
+    pub fn print(snapshotter: &Snapshotter) {
+        println!("metrics (feature `metrics`):");
+        let mut rows: Vec<(String, String)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let value = match value {
+                    DebugValue::Counter(n) => n.to_string(),
+                    DebugValue::Gauge(g) => format!("{:.0}", g.into_inner()),
+                    DebugValue::Histogram(h) => {
+                        let mean =
+                            h.iter().map(|v| v.into_inner()).sum::<f64>() / h.len().max(1) as f64;
+                        format!("{} samples, mean {:.1} ms", h.len(), mean * 1e3)
+                    }
+                };
+                (format!("  {}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect();
+        rows.sort();
+        for (name, value) in rows {
+            println!("{name:<86} {value}");
+        }
+    }
 }
