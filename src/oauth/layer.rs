@@ -102,6 +102,24 @@ impl<P: fmt::Debug> fmt::Debug for OAuthLayer<P> {
 
 /// Options of an [`OAuthLayer`]. Made by [`OAuthLayer::builder`].
 ///
+/// The builder is not a layer: end it with [`build`](Self::build). A forgotten `.build()`
+/// shows as ``the method `service` exists for struct `ServiceBuilder<Stack<OAuthLayerBuilder<..>, ..>>`,
+/// but its trait bounds were not satisfied`` (`OAuthLayerBuilder` "doesn't satisfy
+/// `_: Layer<_>`"):
+///
+/// ```compile_fail
+/// use std::time::Duration;
+/// use tower::{service_fn, BoxError, ServiceBuilder};
+/// use tower_oauth::{source_fn, OAuthLayer, Token};
+///
+/// let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+/// let client = ServiceBuilder::new()
+///     .layer(OAuthLayer::builder(source).refresh_margin(Duration::from_secs(5))) // no .build()
+///     .service(service_fn(|_: http::Request<String>| async {
+///         Ok::<_, BoxError>(http::Response::new(()))
+///     }));
+/// ```
+///
 /// `P` is the [recovery policy](crate::recover::Policy): [`Standard`] unless changed with
 /// [`clone_body_fn`](Self::clone_body_fn), [`reject_if`](Self::reject_if),
 /// [`replay_if`](Self::replay_if) or [`recover_policy`](Self::recover_policy).
