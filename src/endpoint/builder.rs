@@ -24,7 +24,24 @@ impl ClientCredentials {
 }
 
 /// Builds a [`ClientCredentials`]. Made by [`ClientCredentials::builder`].
-#[derive(Default)]
+///
+/// `Clone`, so that sources that differ in one setting (scopes, audience) are built from one
+/// base; [`set_scope`](Self::set_scope) replaces the scopes where [`scope`](Self::scope) adds:
+///
+/// ```
+/// use tower_oauth::ClientCredentials;
+///
+/// let base = ClientCredentials::builder()
+///     .token_url("https://idp.example.com/oauth2/token")
+///     .client_id("billing")
+///     .client_secret("s3cr3t")
+///     .scope("invoices.read");
+/// let reader = base.clone().build()?;
+/// let writer = base.set_scope("invoices.write").build()?;
+/// # let _ = (reader, writer);
+/// # Ok::<(), tower_oauth::Error>(())
+/// ```
+#[derive(Clone, Default)]
 pub struct ClientCredentialsBuilder {
     token_url: Option<String>,
     client_id: Option<String>,
@@ -72,6 +89,13 @@ impl ClientCredentialsBuilder {
             }
         }
         self
+    }
+
+    /// Replaces the scopes set so far with these (one or more, space-separated; an empty
+    /// string leaves none, and the request then carries no `scope`).
+    pub fn set_scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scopes.clear();
+        self.scope(scope)
     }
 
     /// Sets the `audience` parameter (used by Auth0, Okta and others to pick the API).
@@ -323,5 +347,36 @@ fn without_userinfo(url: &str) -> String {
         }
         Ok(_) => url.to_owned(),
         Err(_) => "[unparsable URL]".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ClientCredentials, TokenSource};
+
+    fn scope_of(source: &ClientCredentials) -> Option<&str> {
+        source
+            .params()
+            .iter()
+            .find(|(name, _)| name == "scope")
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn a_cloned_builder_with_other_scopes_makes_another_token() {
+        let base = ClientCredentials::builder()
+            .token_url("https://idp.test/token")
+            .client_id("c")
+            .client_secret("s")
+            .scope("a b");
+        let added = base.clone().scope("c").build().unwrap();
+        let replaced = base.clone().set_scope("c").build().unwrap();
+        let none = base.clone().set_scope("").build().unwrap();
+        let same = base.build().unwrap();
+        assert_eq!(scope_of(&added), Some("a b c"));
+        assert_eq!(scope_of(&replaced), Some("c"));
+        assert_eq!(scope_of(&none), None);
+        assert_eq!(scope_of(&same), Some("a b"));
+        assert_ne!(replaced.cache_key(), same.cache_key());
     }
 }
