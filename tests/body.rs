@@ -152,6 +152,54 @@ async fn buffer_layer_passes_a_body_known_to_be_too_large_through_without_readin
     assert_eq!(*bodies.lock().unwrap(), [Bytes::from_static(b"too long")]);
 }
 
+/// A body that says it has 1 MiB and must not be read: the buffer layer has to decide by
+/// its size hint alone (as for an upload with a `content-length` whose next chunk the
+/// sender holds back until the upstream has the first).
+struct KnownLarge;
+
+impl http_body::Body for KnownLarge {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        panic!("a body known to be too large was read by the buffer layer");
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(1024 * 1024)
+    }
+}
+
+#[tokio::test]
+async fn buffer_layer_decides_by_the_size_hint_before_reading_anything() {
+    let seen = Seen::default();
+    let svc = ServiceBuilder::new()
+        .layer(BufferBodyLayer::new(64 * 1024))
+        .layer(OAuthLayer::new(counting_source(Arc::new(
+            AtomicUsize::new(0),
+        ))))
+        .service(service_fn({
+            let seen = seen.clone();
+            move |req: Request<ReplayBody>| {
+                seen.push(auth_of(&req));
+                let buffered = req.body().is_buffered();
+                async move {
+                    assert!(!buffered);
+                    Ok::<_, BoxError>(status(StatusCode::OK))
+                }
+            }
+        }));
+    let res = svc
+        .oneshot(Request::post("/").body(KnownLarge).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(seen.count(), 1);
+}
+
 #[tokio::test]
 async fn buffer_layer_fails_the_request_when_the_body_fails_and_sends_nothing() {
     let seen = Seen::default();

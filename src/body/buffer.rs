@@ -131,12 +131,14 @@ where
             let request = Request::from_parts(parts, ReplayBody::empty());
             return BufferFuture::called(self.inner.call(request));
         }
+        // Read before the frames are mapped: `MapFrame` does not pass the size hint on.
+        let known = body.size_hint().lower();
         let body = body
             .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
             .map_err(Into::into)
             .boxed_unsync();
         let limit = self.limit as u64;
-        if body.size_hint().lower() > limit {
+        if known > limit {
             let request = Request::from_parts(parts, ReplayBody::chained(VecDeque::new(), body));
             return BufferFuture::called(self.inner.call(request));
         }
