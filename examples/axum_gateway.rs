@@ -18,10 +18,13 @@
 //! of RFC 9110 section 7.6.1. The upstream's answers show that it never sees the client's
 //! header.
 //!
-//! Bodies are streamed, not buffered: the example's client sends an upload in chunks and
-//! sends each chunk after the first only once the upstream has received the first one.
-//! A gateway that buffered the body would never let the first chunk through, and the
-//! upload would fail.
+//! Small bodies are buffered so that an upstream 401 is replayed: `BufferBodyLayer` above
+//! the layer reads bodies of up to 16 KiB into memory; after the upstream's tokens are
+//! revoked, a `POST` with a JSON body is sent again with a new token and succeeds. Larger
+//! bodies are streamed, not buffered: the example's client sends a 64 KiB upload (its
+//! `content-length` says so, so the buffer passes it through at once) in chunks, each chunk
+//! after the first only once the upstream has received the first one. A gateway that held
+//! the body back would never let the first chunk through, and the upload would fail.
 #[path = "../tests/support/auth_server.rs"]
 mod auth_server;
 
@@ -46,6 +49,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_oauth::body::{BufferBody, BufferBodyLayer, ReplayBody};
 use tower_oauth::{ClientCredentials, OAuth, OAuthLayer};
 
 use auth_server::{AuthServer, AuthServerConfig};
@@ -57,7 +61,7 @@ const CLIENT_AUTHORIZATION: &str = "Bearer users-own-session-token";
 #[derive(Clone)]
 struct Gateway {
     upstream: String,
-    client: OAuth<Client<HttpConnector, Body>>,
+    client: BufferBody<OAuth<Client<HttpConnector, ReplayBody>>>,
 }
 
 /// Headers that describe the client's connection or the client itself, not the request
@@ -147,7 +151,7 @@ fn healthz(cache: &tower_oauth::TokenCache) -> (StatusCode, String) {
 }
 
 async fn start_gateway(upstream: String, token_source: ClientCredentials) -> SocketAddr {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     // A gateway must never forward its caller's `Authorization`: the layer overwrites it.
     let oauth = OAuthLayer::builder(token_source)
         .overwrite_authorization()
@@ -155,7 +159,12 @@ async fn start_gateway(upstream: String, token_source: ClientCredentials) -> Soc
     let cache = oauth.cache().clone();
     let gateway = Gateway {
         upstream,
-        client: ServiceBuilder::new().layer(oauth).service(client),
+        // Bodies of up to 16 KiB are kept, so a request the upstream answers 401 to is
+        // sent again with a new token; larger ones stream through.
+        client: ServiceBuilder::new()
+            .layer(BufferBodyLayer::new(16 * 1024))
+            .layer(oauth)
+            .service(client),
     };
     let app = Router::new()
         .route("/api/{*rest}", any(forward))
@@ -282,7 +291,7 @@ async fn main() -> ExitCode {
     let first_chunk = Arc::new(Notify::new());
     let upstream = serve(
         Router::new()
-            .route("/whoami", get(whoami))
+            .route("/whoami", get(whoami).post(whoami))
             .route("/upload", post(upload))
             .with_state(Upstream {
                 auth: auth.clone(),
@@ -309,9 +318,9 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    match exercise(gateway, first_chunk).await {
-        Ok(()) if auth.token_requests() == 1 => {
-            println!("token requests         1 (for all upstream calls)");
+    match exercise(gateway, first_chunk, &auth).await {
+        Ok(()) if auth.token_requests() == 2 => {
+            println!("token requests         2 (the first, and one after the revocation)");
             println!("result                 OK");
             ExitCode::SUCCESS
         }
@@ -336,11 +345,20 @@ async fn main() -> ExitCode {
 }
 
 /// Acts as the gateway's client and checks what the upstream reports.
-async fn exercise(gateway: SocketAddr, first_chunk: Arc<Notify>) -> Result<(), BoxError> {
+async fn exercise(
+    gateway: SocketAddr,
+    first_chunk: Arc<Notify>,
+    auth: &AuthServer,
+) -> Result<(), BoxError> {
     let client =
         Client::builder(TokioExecutor::new()).build_http::<UnsyncBoxBody<Bytes, BoxError>>();
     let empty = || {
         http_body_util::Empty::<Bytes>::new()
+            .map_err(BoxError::from)
+            .boxed_unsync()
+    };
+    let full = |text: &'static str| {
+        http_body_util::Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(BoxError::from)
             .boxed_unsync()
     };
@@ -382,6 +400,7 @@ async fn exercise(gateway: SocketAddr, first_chunk: Arc<Notify>) -> Result<(), B
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )
+        .header(header::CONTENT_LENGTH, chunks * size)
         .body(streamed_upload(chunks, size, first_chunk))?;
     let (status, body) = send(&client, request).await?;
     println!(
@@ -396,7 +415,19 @@ async fn exercise(gateway: SocketAddr, first_chunk: Arc<Notify>) -> Result<(), B
         return Err("the upload did not arrive whole".into());
     }
 
-    // 3. Only /api/* is forwarded.
+    // 3. The upstream's tokens are revoked: the next POST gets a 401 upstream, and the
+    //    gateway sends it again (its body was buffered) with a new token.
+    auth.revoke_all();
+    let request = http::Request::post(format!("http://{gateway}/api/whoami"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(r#"{"order":42}"#))?;
+    let (status, body) = send(&client, request).await?;
+    println!("POST /api/whoami  after the upstream's tokens were revoked\n  -> {status} {body}");
+    if status != StatusCode::OK {
+        return Err("the 401 after the revocation was not replayed".into());
+    }
+
+    // 4. Only /api/* is forwarded.
     let request = http::Request::get(format!("http://{gateway}/elsewhere")).body(empty())?;
     let (status, _) = send(&client, request).await?;
     println!("GET  /elsewhere  -> {status} (not forwarded)");
