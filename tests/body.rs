@@ -270,3 +270,79 @@ async fn buffer_layer_keeps_trailers() {
         assert_eq!(checksum.as_ref().unwrap(), "42");
     }
 }
+
+/// A body whose second frame comes only once the receiver has the first (a
+/// client-streaming call waiting for the server): a buffer that waits would never send it.
+#[tokio::test]
+async fn without_waiting_the_buffer_passes_on_a_body_that_is_not_ready() {
+    let first_arrived = Arc::new(tokio::sync::Notify::new());
+    let gate = first_arrived.clone();
+    let chunks = stream::unfold(0, move |i| {
+        let gate = gate.clone();
+        async move {
+            match i {
+                0 => Some((Ok::<_, BoxError>(Frame::data(Bytes::from("one"))), 1)),
+                1 => {
+                    gate.notified().await;
+                    Some((Ok(Frame::data(Bytes::from("two"))), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(BufferBodyLayer::new(64 * 1024).without_waiting())
+        .layer(OAuthLayer::new(counting_source(fetches.clone())))
+        .service(service_fn(move |req: Request<ReplayBody>| {
+            let first_arrived = first_arrived.clone();
+            async move {
+                assert!(!req.body().is_buffered(), "a body that was not complete");
+                let mut body = req.into_body();
+                let mut got = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        got.extend_from_slice(&data);
+                        first_arrived.notify_one();
+                    }
+                }
+                Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(got))))
+            }
+        }));
+    let request = Request::post("http://api.test/")
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), svc.oneshot(request))
+        .await
+        .expect("the buffer did not hold the request back")
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "onetwo");
+}
+
+#[tokio::test]
+async fn without_waiting_a_body_that_is_ready_is_buffered_and_replayed() {
+    let seen = Seen::default();
+    let svc = ServiceBuilder::new()
+        .layer(BufferBodyLayer::new(64 * 1024).without_waiting())
+        .layer(OAuthLayer::new(counting_source(Arc::new(
+            AtomicUsize::new(0),
+        ))))
+        .service(service_fn({
+            let seen = seen.clone();
+            move |req: Request<ReplayBody>| {
+                let auth = auth_of(&req);
+                seen.push(auth.clone());
+                async move {
+                    assert!(req.body().is_buffered());
+                    Ok::<_, BoxError>(status(unauthorized_if_t1(&auth)))
+                }
+            }
+        }));
+    let request = Request::post("http://api.test/")
+        .body(streaming(&[b"he", b"llo"]))
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(seen.all(), ["Bearer t1", "Bearer t2"]);
+}

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, request::Parts};
@@ -72,12 +72,28 @@ use crate::BoxError;
 #[derive(Clone, Copy, Debug)]
 pub struct BufferBodyLayer {
     limit: usize,
+    wait: bool,
 }
 
 impl BufferBodyLayer {
     /// Buffers bodies of up to `limit` bytes.
     pub fn new(limit: usize) -> BufferBodyLayer {
-        BufferBodyLayer { limit }
+        BufferBodyLayer { limit, wait: true }
+    }
+
+    /// Buffers only what the body has ready at once, and never waits for more: at the
+    /// first frame that is not there yet, the request goes on with what was read followed
+    /// by the rest of the stream (not sent again after a rejection).
+    ///
+    /// For bodies the caller produces on the fly, such as a tonic client's messages: a
+    /// unary call's message is ready at once and is buffered; a client-streaming or
+    /// bidirectional call, whose next message may wait for the server's answer, is never
+    /// held back. Over HTTP from a remote peer (a gateway forwarding its caller's body) keep
+    /// the default, which waits for the body up to the limit: such a body is rarely ready
+    /// in full when the request starts.
+    pub fn without_waiting(mut self) -> Self {
+        self.wait = false;
+        self
     }
 }
 
@@ -85,7 +101,11 @@ impl<S> Layer<S> for BufferBodyLayer {
     type Service = BufferBody<S>;
 
     fn layer(&self, inner: S) -> BufferBody<S> {
-        BufferBody::new(inner, self.limit)
+        BufferBody {
+            inner,
+            limit: self.limit,
+            wait: self.wait,
+        }
     }
 }
 
@@ -94,12 +114,17 @@ impl<S> Layer<S> for BufferBodyLayer {
 pub struct BufferBody<S> {
     inner: S,
     limit: usize,
+    wait: bool,
 }
 
 impl<S> BufferBody<S> {
     /// Wraps `inner`, buffering bodies of up to `limit` bytes.
     pub fn new(inner: S, limit: usize) -> BufferBody<S> {
-        BufferBody { inner, limit }
+        BufferBody {
+            inner,
+            limit,
+            wait: true,
+        }
     }
 
     /// The same as [`BufferBodyLayer::new`].
@@ -153,6 +178,7 @@ where
                 len: 0,
                 trailers: None,
                 limit,
+                wait: self.wait,
                 inner,
             },
         }
@@ -183,6 +209,7 @@ pin_project! {
             len: u64,
             trailers: Option<HeaderMap>,
             limit: u64,
+            wait: bool,
             inner: S,
         },
         Called {
@@ -222,14 +249,18 @@ where
                     len,
                     trailers,
                     limit,
+                    wait,
                     inner,
                 } => {
                     let Some(reading) = body.as_mut() else {
                         panic!("BufferFuture polled after completion");
                     };
-                    let too_large = match ready!(Pin::new(reading).poll_frame(cx)) {
-                        Some(Err(error)) => return Poll::Ready(Err(error)),
-                        Some(Ok(frame)) => match frame.into_data() {
+                    let too_large = match Pin::new(reading).poll_frame(cx) {
+                        // Not there yet: without waiting, what was read goes on first.
+                        Poll::Pending if !*wait => true,
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                        Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                             Ok(data) => {
                                 *len += data.len() as u64;
                                 if !data.is_empty() {
@@ -250,7 +281,7 @@ where
                                 continue;
                             }
                         },
-                        None => false,
+                        Poll::Ready(None) => false,
                     };
                     let (Some(head), Some(rest)) = (head.take(), body.take()) else {
                         panic!("BufferFuture polled after completion");
