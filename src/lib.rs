@@ -92,6 +92,8 @@ pub mod body;
 pub mod cache;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 pub mod identity;
 pub mod key;
 mod macros;

@@ -13,6 +13,8 @@
 
 pub mod alloc;
 pub mod auth_server;
+#[cfg(feature = "tonic")]
+pub mod grpc_echo;
 pub mod hot_path;
 #[cfg(feature = "reqwest")]
 pub mod introspection_api;
