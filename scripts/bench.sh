@@ -35,10 +35,10 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 if [ "$run_benches" = 1 ]; then
   # Old results of benches that no longer exist must not reach the report.
   rm -rf "$OUT"/hot_path_* "$OUT"/multi_thread_* "$OUT"/end_to_end "$OUT"/end_to_end_* \
-    "$OUT"/stampede_* "$OUT"/reqwest_middleware_* \
+    "$OUT"/stampede_* "$OUT"/reqwest_middleware_* "$OUT"/grpc_* \
     "$OUT/instructions.json" "$OUT/valgrind-version.txt"
   cargo bench --all-features --bench hot_path --bench multi_thread --bench end_to_end \
-    --bench stampede --bench reqwest_middleware 2>&1 | tee "$OUT/bench-output.log"
+    --bench stampede --bench reqwest_middleware --bench grpc 2>&1 | tee "$OUT/bench-output.log"
 fi
 
 if [ "$run_callgrind" = 1 ]; then

@@ -363,6 +363,49 @@ def end_to_end(results, log):
     return out
 
 
+GRPC_TARGET = 0.98
+
+
+def grpc(results, log):
+    rows = {s: results.get(f"grpc/unary/{s}") for s in ("static_metadata", "grpc_layer")}
+    m = re.search(
+        r"paired: grpc_unary grpc_layer/static_metadata rounds=(\d+) calls_per_round=(\d+) "
+        r"median=([\d.]+) q1=([\d.]+) q3=([\d.]+) min=([\d.]+) max=([\d.]+)",
+        log or "",
+    )
+    if not any(rows.values()) and not m:
+        return []
+    out = ["### gRPC unary calls over loopback", ""]
+    out.append(
+        "tonic client → loopback → tonic server (`tests/support/grpc_echo.rs`), 32 calls in "
+        "flight (`benches/grpc.rs`). Calls per second from the median time per call."
+    )
+    out.append("")
+    out.append("| stack | calls/s | 95% CI |")
+    out.append("|---|---:|---:|")
+    names = {
+        "static_metadata": "a static `authorization` metadata value",
+        "grpc_layer": "**`GrpcLayer`**",
+    }
+    for s, r in rows.items():
+        if r:
+            out.append(
+                f"| {names[s]} | {rate(1e9 / r['median'])} | {rate(1e9 / r['hi'])} – "
+                f"{rate(1e9 / r['lo'])} |"
+            )
+    out.append("")
+    if m:
+        rounds, per_round, med, q1, q3, lo, hi = m.groups()
+        out.append(
+            f"**Paired rounds** ({rounds} rounds of {per_round} calls per stack): `GrpcLayer` / "
+            f"static metadata throughput, median **{float(med):.3f}** (quartiles "
+            f"{float(q1):.3f} – {float(q3):.3f}, range {float(lo):.3f} – {float(hi):.3f}; "
+            f"target ≥ {GRPC_TARGET:.2f}: {verdict(float(med) >= GRPC_TARGET)})"
+        )
+        out.append("")
+    return out
+
+
 def stampede(results, log, instructions):
     ids = [
         ("stampede/http/oauth", "HTTP token endpoint (50 ms), `ClientCredentials`", "oauth"),
@@ -437,6 +480,7 @@ def generate(root, note):
     out += multi_thread(results)
     out += reqwest_middleware(results)
     out += end_to_end(results, log)
+    out += grpc(results, log)
     out += stampede(results, log, instructions)
     out.append(END)
     return "\n".join(out)

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A real tonic server for the gRPC tests, example and bench, without protoc: the messages
 //! are written with prost's derive, the service routes by path to tonic's server helpers.
 //!
