@@ -4,19 +4,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use support::auth_server::{AuthServer, AuthServerConfig};
+use support::two_origins::TwoOrigins;
 use support::{client_for, token_value};
 use tower_oauth::{OAuthLayer, OAuthMiddleware, Origin, Token, source_fn};
 
@@ -168,104 +162,45 @@ async fn a_layer_and_its_middleware_share_one_token() {
     });
 }
 
-/// What a server saw: the `Authorization` header of each request ("" without one).
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<String>>>);
-
-impl Seen {
-    fn record(&self, headers: &HeaderMap) {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
-            .unwrap_or_default();
-        self.0.lock().unwrap().push(auth);
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// Records `Authorization` and answers 200.
-async fn landing(State(seen): State<Seen>, headers: HeaderMap) -> &'static str {
-    seen.record(&headers);
-    "landed"
-}
-
 #[tokio::test]
 async fn a_302_to_another_origin_never_carries_the_token() {
-    let other_seen = Seen::default();
-    let other = serve(
-        Router::new()
-            .route("/landing", get(landing))
-            .with_state(other_seen.clone()),
-    )
-    .await;
-    let api_seen = Seen::default();
-    let target = format!("http://{other}/landing");
-    let api = serve(
-        Router::new()
-            .route(
-                "/start",
-                get(
-                    move |State(seen): State<Seen>, headers: HeaderMap| async move {
-                        seen.record(&headers);
-                        (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
-                    },
-                ),
-            )
-            .with_state(api_seen.clone()),
-    )
-    .await;
+    let origins = TwoOrigins::start().await;
     let layer = OAuthLayer::builder(source_fn(|| async {
         Ok(Token::new("t-redirect", Duration::from_secs(3600)))
     }))
-    .allowed_origins([Origin::parse(&format!("http://{api}")).unwrap()])
+    .allowed_origins([origins.api_origin()])
     .build();
     // reqwest's default redirect policy: follows up to 10 hops.
     let client = client(&layer);
 
     let response = client
-        .get(format!("http://{api}/start"))
+        .get(origins.redirect_to("landing"))
         .send()
         .await
         .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "landed");
-    assert_eq!(api_seen.all(), ["Bearer t-redirect"]);
+    assert_eq!(origins.api_seen.all(), ["Bearer t-redirect"]);
     assert_eq!(
-        other_seen.all(),
+        origins.other_seen.all(),
         [""],
         "the other origin never sees the token"
     );
 
     // A request straight to the other origin gets no token either (allowed_origins).
     let direct = client
-        .get(format!("http://{other}/landing"))
+        .get(origins.other_url("landing"))
         .send()
         .await
         .unwrap();
     assert_eq!(direct.status(), 200);
-    assert_eq!(other_seen.all(), ["", ""]);
+    assert_eq!(origins.other_seen.all(), ["", ""]);
 }
 
 #[tokio::test]
 async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
-    let seen = Seen::default();
-    let other = serve(
-        Router::new()
-            .route("/landing", get(landing))
-            .with_state(seen.clone()),
-    )
-    .await;
+    let origins = TwoOrigins::start().await;
     let layer = OAuthLayer::builder(source_fn(|| async {
         Ok(Token::new("t", Duration::from_secs(3600)))
     }))
@@ -274,7 +209,7 @@ async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
     .build();
 
     let err = client(&layer)
-        .get(format!("http://{other}/landing"))
+        .get(origins.other_url("landing"))
         .send()
         .await
         .unwrap_err();
@@ -284,8 +219,11 @@ async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
     };
     let err = err.downcast_ref::<tower_oauth::Error>().unwrap();
     assert!(err.is_origin_refused());
-    assert!(err.to_string().contains(&format!("http://{other}")));
-    assert!(seen.all().is_empty());
+    assert!(
+        err.to_string()
+            .contains(&format!("http://{}", origins.other))
+    );
+    assert!(origins.other_seen.all().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
