@@ -71,7 +71,9 @@
 //!
 //! - `reqwest` (default): [`ClientCredentials`], the client-credentials token source,
 //!   over reqwest with rustls (no system OpenSSL), and discovery of its token endpoint
-//!   (see [`endpoint`]). The token-response parser and [`ClientAuth`] need no feature.
+//!   (see [`endpoint`]); [`ReqwestService`], a `reqwest::Client` as a tower service for
+//!   the layer to wrap (see [`reqwest_service`]). The token-response parser and
+//!   [`ClientAuth`] need no feature.
 //! - `redis`: `store::RedisStore`, one token shared by a fleet of instances through
 //!   Redis, with a fleet-wide single-flight refresh (see [`store`]). Turns on `encryption`.
 //! - `encryption`: `store::EncryptionKey`, AES-256-GCM sealing of the tokens kept in a
@@ -103,6 +105,8 @@ pub mod middleware;
 pub mod oauth;
 pub mod origin;
 pub mod recover;
+#[cfg(feature = "reqwest")]
+pub mod reqwest_service;
 pub mod source;
 pub mod store;
 pub mod token;
@@ -117,6 +121,8 @@ pub use error::{Error, TokenEndpointError};
 pub use middleware::OAuthMiddleware;
 pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
 pub use origin::Origin;
+#[cfg(feature = "reqwest")]
+pub use reqwest_service::ReqwestService;
 /// Re-exported so that reading a token (`token.access_token().expose_secret()`) needs no
 /// `secrecy` dependency of your own.
 pub use secrecy::ExposeSecret;

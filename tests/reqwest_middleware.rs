@@ -1,22 +1,17 @@
 //! `OAuthMiddleware` behind reqwest-middleware, against the in-process authorization server
 //! and API on loopback (issue 17): the stampede, revocation between two waves, a streamed
-//! body after a 401, and a redirect to another origin.
+//! body after a 401, and a redirect to another origin; then, in `interop`, the checks of
+//! `tests/interop.rs` against the pinned oidc-provider.
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use support::auth_server::{AuthServer, AuthServerConfig};
+use support::two_origins::TwoOrigins;
 use support::{client_for, token_value};
 use tower_oauth::{OAuthLayer, OAuthMiddleware, Origin, Token, source_fn};
 
@@ -168,104 +163,45 @@ async fn a_layer_and_its_middleware_share_one_token() {
     });
 }
 
-/// What a server saw: the `Authorization` header of each request ("" without one).
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<String>>>);
-
-impl Seen {
-    fn record(&self, headers: &HeaderMap) {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
-            .unwrap_or_default();
-        self.0.lock().unwrap().push(auth);
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// Records `Authorization` and answers 200.
-async fn landing(State(seen): State<Seen>, headers: HeaderMap) -> &'static str {
-    seen.record(&headers);
-    "landed"
-}
-
 #[tokio::test]
 async fn a_302_to_another_origin_never_carries_the_token() {
-    let other_seen = Seen::default();
-    let other = serve(
-        Router::new()
-            .route("/landing", get(landing))
-            .with_state(other_seen.clone()),
-    )
-    .await;
-    let api_seen = Seen::default();
-    let target = format!("http://{other}/landing");
-    let api = serve(
-        Router::new()
-            .route(
-                "/start",
-                get(
-                    move |State(seen): State<Seen>, headers: HeaderMap| async move {
-                        seen.record(&headers);
-                        (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
-                    },
-                ),
-            )
-            .with_state(api_seen.clone()),
-    )
-    .await;
+    let origins = TwoOrigins::start().await;
     let layer = OAuthLayer::builder(source_fn(|| async {
         Ok(Token::new("t-redirect", Duration::from_secs(3600)))
     }))
-    .allowed_origins([Origin::parse(&format!("http://{api}")).unwrap()])
+    .allowed_origins([origins.api_origin()])
     .build();
     // reqwest's default redirect policy: follows up to 10 hops.
     let client = client(&layer);
 
     let response = client
-        .get(format!("http://{api}/start"))
+        .get(origins.redirect_to("landing"))
         .send()
         .await
         .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "landed");
-    assert_eq!(api_seen.all(), ["Bearer t-redirect"]);
+    assert_eq!(origins.api_seen.all(), ["Bearer t-redirect"]);
     assert_eq!(
-        other_seen.all(),
+        origins.other_seen.all(),
         [""],
         "the other origin never sees the token"
     );
 
     // A request straight to the other origin gets no token either (allowed_origins).
     let direct = client
-        .get(format!("http://{other}/landing"))
+        .get(origins.other_url("landing"))
         .send()
         .await
         .unwrap();
     assert_eq!(direct.status(), 200);
-    assert_eq!(other_seen.all(), ["", ""]);
+    assert_eq!(origins.other_seen.all(), ["", ""]);
 }
 
 #[tokio::test]
 async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
-    let seen = Seen::default();
-    let other = serve(
-        Router::new()
-            .route("/landing", get(landing))
-            .with_state(seen.clone()),
-    )
-    .await;
+    let origins = TwoOrigins::start().await;
     let layer = OAuthLayer::builder(source_fn(|| async {
         Ok(Token::new("t", Duration::from_secs(3600)))
     }))
@@ -274,7 +210,7 @@ async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
     .build();
 
     let err = client(&layer)
-        .get(format!("http://{other}/landing"))
+        .get(origins.other_url("landing"))
         .send()
         .await
         .unwrap_err();
@@ -284,77 +220,243 @@ async fn refused_origin_is_a_middleware_error_and_nothing_is_sent() {
     };
     let err = err.downcast_ref::<tower_oauth::Error>().unwrap();
     assert!(err.is_origin_refused());
-    assert!(err.to_string().contains(&format!("http://{other}")));
-    assert!(seen.all().is_empty());
+    assert!(
+        err.to_string()
+            .contains(&format!("http://{}", origins.other))
+    );
+    assert!(origins.other_seen.all().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
 // Interop: the pinned oidc-provider of tests/interop and the API that introspects every
-// token there (as tests/interop.rs does over hyper). Skipped without Node unless CI is set.
+// token there, with the checks tests/interop.rs makes over hyper, through the middleware.
+// Skipped without Node unless CI is set.
 // ---------------------------------------------------------------------------------------
 
 mod interop {
     use super::*;
+    use std::sync::Arc;
+
+    use http::StatusCode;
     use support::introspection_api::IntrospectionApi;
-    use support::oidc_provider::{API_CLIENT, BASIC_CLIENT, Provider};
+    use support::oidc_provider::{
+        API_CLIENT, BASIC_CLIENT, POST_CLIENT, Provider, RESOURCE, WEIRD_CLIENT,
+    };
+    use tower_oauth::endpoint::ClientCredentialsBuilder;
     use tower_oauth::{ClientAuth, ClientCredentials};
 
-    async fn setup() -> Option<(Provider, IntrospectionApi, OAuthLayer)> {
-        let provider = Provider::start(300).await?;
+    /// A provider with tokens that live `ttl` seconds and the API in front of it; `None`
+    /// if the suite is skipped.
+    async fn setup(ttl: u64) -> Option<(Provider, IntrospectionApi)> {
+        let provider = Provider::start(ttl).await?;
         let api = IntrospectionApi::start(&provider.introspection_url(), API_CLIENT).await;
-        let layer = OAuthLayer::new(source(&provider, BASIC_CLIENT.1));
-        Some((provider, api, layer))
+        Some((provider, api))
     }
 
-    fn source(provider: &Provider, secret: &str) -> ClientCredentials {
+    fn source(
+        provider: &Provider,
+        client: (&str, &str),
+        auth: ClientAuth,
+    ) -> ClientCredentialsBuilder {
         ClientCredentials::builder()
             .token_url(provider.token_url())
-            .client_id(BASIC_CLIENT.0)
-            .client_secret(secret)
-            .auth_method(ClientAuth::ClientSecretBasic)
-            .build()
-            .unwrap()
+            .client_id(client.0)
+            .client_secret(client.1)
+            .auth_method(auth)
+    }
+
+    fn basic_layer(provider: &Provider) -> OAuthLayer {
+        OAuthLayer::new(
+            source(provider, BASIC_CLIENT, ClientAuth::ClientSecretBasic)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// One `GET` of the API: its status and JSON body (`null` if not JSON).
+    async fn get(
+        client: &ClientWithMiddleware,
+        url: &str,
+    ) -> reqwest_middleware::Result<(StatusCode, serde_json::Value)> {
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    /// The crate's error inside a middleware error.
+    fn crate_error(err: &reqwest_middleware::Error) -> &tower_oauth::Error {
+        let reqwest_middleware::Error::Middleware(err) = err else {
+            panic!("a middleware error: {err:?}")
+        };
+        err.downcast_ref().expect("a tower_oauth::Error")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Node and npm ci in tests/interop"]
-    async fn thousand_concurrent_sends_issue_one_token() {
-        let Some((provider, api, layer)) = setup().await else {
+    async fn client_secret_basic_and_client_secret_post() {
+        let Some((provider, api)) = setup(300).await else {
             return;
         };
-        let client = client(&layer);
-        let sends = (0..1_000).map(|_| {
-            let client = client.clone();
-            let url = api.url();
-            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
-        });
-        let ok = join_all(sends)
+        let cases = [
+            (BASIC_CLIENT, ClientAuth::ClientSecretBasic, "basic"),
+            (POST_CLIENT, ClientAuth::ClientSecretPost, "post"),
+            // `:`, space, `%`, `+`, `/`, `=` in id and secret: form-urlencoded before Basic.
+            (WEIRD_CLIENT, ClientAuth::ClientSecretBasic, "basic"),
+        ];
+        for (i, (id_secret, auth, wire)) in cases.into_iter().enumerate() {
+            let layer = OAuthLayer::new(source(&provider, id_secret, auth).build().unwrap());
+            let client = client(&layer);
+            for _ in 0..3 {
+                let (status, body) = get(&client, &api.url()).await.unwrap();
+                assert_eq!(status, StatusCode::OK, "{}: {body}", id_secret.0);
+                assert_eq!(body["client_id"], id_secret.0);
+            }
+            let stats = provider.stats().await;
+            assert_eq!(stats.issued_to(id_secret.0), 1, "{}", id_secret.0);
+            assert_eq!(stats.token_requests.len(), i + 1);
+            let last = stats.token_requests.last().unwrap();
+            assert_eq!(
+                (last.auth.as_str(), last.client_id.as_deref(), last.status),
+                (wire, Some(id_secret.0), 200)
+            );
+        }
+        assert_eq!(api.accepted(), 9);
+        assert_eq!(api.requests(), 9);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn discovery_finds_the_token_endpoint_and_method() {
+        let Some((provider, api)) = setup(300).await else {
+            return;
+        };
+        // The metadata document itself is read in tests/interop.rs; it does not go through
+        // the middleware. Here: the source it gives, and its token on the API.
+        let source = ClientCredentials::builder()
+            .issuer(provider.issuer())
+            .client_id(POST_CLIENT.0)
+            .client_secret(POST_CLIENT.1)
+            .scope("api.read")
+            .discover()
             .await
-            .into_iter()
-            .filter(|s| *s.as_ref().unwrap() == 200)
-            .count();
-        assert_eq!(ok, 1_000);
-        assert_eq!(api.accepted(), 1_000);
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(source.token_url().as_str(), provider.token_url());
+        // It lists client_secret_basic and client_secret_post: basic is preferred.
+        assert_eq!(source.auth_method(), ClientAuth::ClientSecretBasic);
+        let layer = OAuthLayer::new(source);
+        let (status, body) = get(&client(&layer), &api.url()).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["client_id"], POST_CLIENT.0);
+        assert_eq!(body["scope"], "api.read");
         let stats = provider.stats().await;
-        assert_eq!(stats.issued_to(BASIC_CLIENT.0), 1);
-        assert_eq!(stats.token_requests.len(), 1);
+        assert_eq!(stats.issued_to(POST_CLIENT.0), 1);
+        assert_eq!(stats.token_requests[0].auth, "basic");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn scope_and_resource_reach_the_token() {
+        let Some((provider, api)) = setup(300).await else {
+            return;
+        };
+        // A resource-bound token: introspection shows the audience and the scope.
+        let layer = OAuthLayer::new(
+            source(&provider, BASIC_CLIENT, ClientAuth::ClientSecretBasic)
+                .scope("api.read")
+                .resource(RESOURCE)
+                .build()
+                .unwrap(),
+        );
+        let (status, body) = get(&client(&layer), &api.url()).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "api.read");
+        assert_eq!(body["aud"], RESOURCE);
+        assert_eq!(layer.cache().current().unwrap().scope(), Some("api.read"));
+
+        // Two scopes, no resource, post auth: both scopes, no audience.
+        let layer = OAuthLayer::new(
+            source(&provider, POST_CLIENT, ClientAuth::ClientSecretPost)
+                .scope("api.read api.write")
+                .build()
+                .unwrap(),
+        );
+        let (status, body) = get(&client(&layer), &api.url()).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "api.read api.write");
+        assert_eq!(body["aud"], serde_json::Value::Null);
+
+        // An unknown resource is the provider's `invalid_target`, typed.
+        let layer = OAuthLayer::new(
+            source(&provider, BASIC_CLIENT, ClientAuth::ClientSecretBasic)
+                .resource("https://other.example.test")
+                .build()
+                .unwrap(),
+        );
+        let err = get(&client(&layer), &api.url()).await.unwrap_err();
+        assert_eq!(
+            crate_error(&err).token_endpoint_error().unwrap().error(),
+            "invalid_target"
+        );
+        assert_eq!(api.requests(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn wrong_secret_is_invalid_client_and_nothing_reaches_the_api() {
+        let Some((provider, api)) = setup(300).await else {
+            return;
+        };
+        for (id, auth, wire) in [
+            (BASIC_CLIENT.0, ClientAuth::ClientSecretBasic, "basic"),
+            (POST_CLIENT.0, ClientAuth::ClientSecretPost, "post"),
+        ] {
+            let layer = OAuthLayer::new(
+                source(&provider, (id, "not-the-secret"), auth)
+                    .build()
+                    .unwrap(),
+            );
+            let err = get(&client(&layer), &api.url()).await.unwrap_err();
+            let err = crate_error(&err);
+            assert!(err.is_token_endpoint(), "{err:?}");
+            let rfc = err.token_endpoint_error().unwrap();
+            assert_eq!(rfc.error(), "invalid_client");
+            assert_eq!(rfc.status(), StatusCode::UNAUTHORIZED);
+            assert!(!format!("{err:?} {err}").contains("not-the-secret"));
+            let last = provider.stats().await.token_requests.pop().unwrap();
+            assert_eq!((last.auth.as_str(), last.status), (wire, 401));
+        }
+        assert_eq!(api.requests(), 0);
+        assert_eq!(provider.stats().await.issued_total(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Node and npm ci in tests/interop"]
     async fn revoked_token_mid_run_is_recovered_without_a_failure() {
-        let Some((provider, api, layer)) = setup().await else {
+        let Some((provider, api)) = setup(300).await else {
             return;
         };
+        let layer = basic_layer(&provider);
         let client = client(&layer);
         for _ in 0..10 {
-            assert_eq!(client.get(api.url()).send().await.unwrap().status(), 200);
+            assert_eq!(get(&client, &api.url()).await.unwrap().0, StatusCode::OK);
         }
         let t1 = token_value(&layer);
         provider.revoke(BASIC_CLIENT, &t1).await;
+        // The API now answers 401 to the cached token; the middleware must get a new one
+        // and send again, so that no caller sees the 401.
         for i in 0..10 {
-            let status = client.get(api.url()).send().await.unwrap().status();
-            assert_eq!(status, 200, "call {i} after the revocation");
+            let (status, body) = get(&client, &api.url()).await.unwrap();
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "call {i} after the revocation: {body}"
+            );
         }
         assert_eq!(api.accepted(), 20);
         assert_eq!(
@@ -369,22 +471,71 @@ mod interop {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Node and npm ci in tests/interop"]
-    async fn wrong_secret_is_invalid_client_and_nothing_reaches_the_api() {
-        let Some((provider, api, _)) = setup().await else {
+    async fn thousand_concurrent_sends_on_a_cold_cache_issue_one_token() {
+        const SENDS: usize = 1_000;
+        let Some((provider, api)) = setup(300).await else {
             return;
         };
-        let layer = OAuthLayer::new(source(&provider, "not-the-secret"));
-        let err = client(&layer).get(api.url()).send().await.unwrap_err();
-        let reqwest_middleware::Error::Middleware(err) = err else {
-            panic!("a middleware error: {err:?}")
+        let layer = OAuthLayer::new(
+            source(&provider, BASIC_CLIENT, ClientAuth::ClientSecretBasic)
+                .scope("api.read")
+                .build()
+                .unwrap(),
+        );
+        let client = client(&layer);
+        // All sends enter the middleware together, before any token exists.
+        let start = Arc::new(tokio::sync::Barrier::new(SENDS));
+        let tasks: Vec<_> = (0..SENDS)
+            .map(|_| {
+                let client = client.clone();
+                let start = start.clone();
+                let url = api.url();
+                tokio::spawn(async move {
+                    start.wait().await;
+                    get(&client, &url).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok((StatusCode::OK, _)) => ok += 1,
+                Ok((status, body)) => panic!("HTTP {status}: {body}"),
+                Err(e) => panic!("send failed: {e}"),
+            }
+        }
+        assert_eq!(ok, SENDS);
+        assert_eq!(api.accepted(), SENDS);
+        let stats = provider.stats().await;
+        assert_eq!(stats.issued_to(BASIC_CLIENT.0), 1);
+        assert_eq!(stats.token_requests.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Node and npm ci in tests/interop"]
+    async fn short_lived_tokens_are_replaced_before_the_provider_expires_them() {
+        // As in tests/interop.rs: tokens live 2 to 3 s at the provider, the cache refreshes
+        // them with half their `expires_in` left. Send until the provider has issued 3
+        // tokens: no send may carry an expired one.
+        let Some((provider, api)) = setup(3).await else {
+            return;
         };
-        let err = err.downcast_ref::<tower_oauth::Error>().unwrap();
-        let rfc = err
-            .token_endpoint_error()
-            .expect("the token endpoint's error");
-        assert_eq!(rfc.error(), "invalid_client");
-        assert!(!format!("{err:?} {err}").contains("not-the-secret"));
-        assert_eq!(api.requests(), 0);
-        assert_eq!(provider.stats().await.issued_total(), 0);
+        let layer = OAuthLayer::new(
+            source(&provider, POST_CLIENT, ClientAuth::ClientSecretPost)
+                .build()
+                .unwrap(),
+        );
+        let client = client(&layer);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut sends = 0;
+        while provider.stats().await.issued_to(POST_CLIENT.0) < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "no refresh in 30 s");
+            let (status, body) = get(&client, &api.url()).await.unwrap();
+            assert_eq!(status, StatusCode::OK, "send {sends}: {body}");
+            sends += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(api.rejected(), 0);
+        assert_eq!(api.accepted(), sends);
     }
 }

@@ -1,7 +1,8 @@
 //! What the integration tests share, written once (as tower's `tests/support.rs`): the
-//! in-process authorization server, the interop provider and its API, the inner services
-//! and token sources the tests put the layer around, the capture of tracing output, the
-//! counting allocator, and the requests and layers of the hot-path measurements.
+//! in-process authorization server, the interop provider and its API, two loopback origins
+//! for redirects, the inner services and token sources the tests put the layer around, the
+//! capture of tracing output, the counting allocator, and the requests and layers of the
+//! hot-path measurements.
 //!
 //! Every test binary starts with `mod support;`. The benches use it too, one way only
 //! (`benches/common/mod.rs` includes this file with `#[path]`); nothing here includes a
@@ -20,6 +21,7 @@ pub mod hot_path;
 pub mod introspection_api;
 #[cfg(feature = "reqwest")]
 pub mod oidc_provider;
+pub mod two_origins;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream;
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, StreamBody};
@@ -40,7 +42,13 @@ use tower_oauth::{OAuthLayer, Token, TokenSource, source_fn};
 /// The `Authorization` header of `req` as text (`<non-ascii>` if it is not ASCII), or an
 /// empty string without one.
 pub fn auth_of<B>(req: &Request<B>) -> String {
-    req.headers()
+    auth_in(req.headers())
+}
+
+/// The `Authorization` header in `headers` as text (`<non-ascii>` if it is not ASCII), or
+/// an empty string without one.
+pub fn auth_in(headers: &HeaderMap) -> String {
+    headers
         .get(AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
         .unwrap_or_default()
