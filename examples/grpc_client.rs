@@ -2,14 +2,16 @@
 //! call, and `UNAUTHENTICATED` recovered once for unary calls.
 //!
 //! ```text
-//! cargo run --example grpc_client --features tonic
+//! cargo run --example grpc_client --features tonic            # plain channel
+//! cargo run --example grpc_client --features tonic -- --tls   # TLS channel
 //! ```
 //!
 //! Everything runs in this process on loopback: the test authorization server of
 //! `tests/support/auth_server.rs` and the tonic echo server of `tests/support/grpc_echo.rs`
 //! (hand-written prost messages, no protoc). With a generated client, pass the same stack
-//! to `EchoClient::new(..)`; for TLS, build the channel with `Endpoint::tls_config` (tonic's
-//! `tls-ring` or `tls-aws-lc` feature): the layer does not change.
+//! to `EchoClient::new(..)`. With `--tls` the server has a self-signed certificate for
+//! `localhost` and the channel trusts it (`ClientTlsConfig`, tonic's `tls-aws-lc` feature;
+//! for a public CA, `with_native_roots()`): the layer does not change.
 #[path = "../tests/support/auth_server.rs"]
 mod auth_server;
 #[path = "../tests/support/grpc_echo.rs"]
@@ -21,7 +23,7 @@ use auth_server::{AuthServer, AuthServerConfig};
 use grpc_echo::{EchoServer, SAY, Said, Say, WATCH};
 use http::uri::PathAndQuery;
 use tonic::client::Grpc as GrpcClient;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic_prost::ProstCodec;
 use tower::{BoxError, ServiceBuilder};
 use tower_oauth::grpc::{Grpc, GrpcLayer};
@@ -44,7 +46,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), BoxError> {
     let auth = AuthServer::start(AuthServerConfig::default()).await;
     let echo = EchoServer::default();
-    let addr = echo.clone().start().await;
+    let tls = std::env::args().any(|a| a == "--tls");
     let source = ClientCredentials::builder()
         .token_url(auth.token_url())
         .client_id(&auth.config().client_id)
@@ -56,8 +58,26 @@ async fn run() -> Result<(), BoxError> {
     let oauth = OAuthLayer::builder(source)
         .recover_policy(Grpc::new().streaming_method(WATCH))
         .build();
-    let origin: http::Uri = format!("http://{addr}").parse()?;
-    let channel = Channel::builder(origin.clone()).connect().await?;
+    let (origin, channel) = if tls {
+        let (addr, ca) = echo.clone().start_tls().await;
+        let origin: http::Uri = format!("https://127.0.0.1:{}", addr.port()).parse()?;
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        let channel = Channel::builder(origin.clone())
+            .tls_config(config)?
+            .connect()
+            .await?;
+        (origin, channel)
+    } else {
+        let addr = echo.clone().start().await;
+        let origin: http::Uri = format!("http://{addr}").parse()?;
+        (origin.clone(), Channel::builder(origin).connect().await?)
+    };
+    println!(
+        "channel                {origin} ({})",
+        if tls { "TLS" } else { "plain" }
+    );
     let stack = ServiceBuilder::new()
         .layer(GrpcLayer::new(oauth))
         .service(channel);
@@ -70,7 +90,10 @@ async fn run() -> Result<(), BoxError> {
     for call in calls {
         call.await??;
     }
-    println!("100 unary calls        OK, token requests {}", auth.token_requests());
+    println!(
+        "100 unary calls        OK, token requests {}",
+        auth.token_requests()
+    );
     if auth.token_requests() != 1 {
         return Err("expected 1 token request".into());
     }
@@ -106,8 +129,11 @@ async fn say(mut client: GrpcClient<impl GrpcStack>, id: u64) -> Result<Said, Bo
 
 /// What `GrpcClient` needs of the stack (a tonic `GrpcService`), spelled out once.
 trait GrpcStack:
-    tonic::client::GrpcService<tonic::body::Body, ResponseBody = tonic::body::Body, Error = BoxError>
-    + Clone
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        ResponseBody = tonic::body::Body,
+        Error = BoxError,
+    > + Clone
     + Send
     + 'static
 {

@@ -205,3 +205,35 @@ fn async_stream(server: EchoServer) -> impl futures_util::Stream<Item = Say> + S
         }
     })
 }
+
+#[tokio::test]
+async fn a_tls_channel_gets_the_token_the_same_way() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let server = EchoServer::default();
+    let (addr, ca) = server.clone().start_tls().await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let origin: http::Uri = format!("https://127.0.0.1:{}", addr.port())
+        .parse()
+        .unwrap();
+    let channel = Channel::builder(origin.clone())
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let oauth = OAuthLayer::builder(counting_source(fetches.clone()))
+        .recover_policy(Grpc::new())
+        .build();
+    let stack = ServiceBuilder::new()
+        .layer(GrpcLayer::new(oauth))
+        .service(channel);
+    let client = GrpcClient::with_origin(stack, origin);
+    say(client.clone(), SAY, 1).await.unwrap();
+    server.revoke_seen();
+    say(client, SAY, 2).await.unwrap();
+    assert_eq!(server.attempts(SAY, 2), 2, "rejected once, then sent again");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}

@@ -61,18 +61,29 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Serves on a loopback port; returns its `http://` address.
+    /// Serves on a loopback port; returns its address (`http://`).
     pub async fn start(self) -> SocketAddr {
+        self.serve(tonic::transport::Server::builder()).await
+    }
+
+    /// Serves over TLS with a fresh self-signed certificate for `localhost`; returns the
+    /// address (`https://`) and the certificate (PEM) for the client to trust.
+    pub async fn start_tls(self) -> (SocketAddr, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+        let identity = tonic::transport::Identity::from_pem(&cert_pem, key_pem);
+        let builder = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap();
+        (self.serve(builder).await, cert_pem)
+    }
+
+    async fn serve(self, mut builder: tonic::transport::Server) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let svc = self.clone();
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(incoming)
-                .await
-        });
+        let router = builder.add_service(self);
+        tokio::spawn(async move { router.serve_with_incoming(incoming).await });
         addr
     }
 
