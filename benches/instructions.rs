@@ -6,10 +6,11 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `mutex_slot`,
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
-//! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`). It
+//! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`) or `uri` (a bare
+//! `GET` to the third origin of the `per_origin` stack). It
 //! warms the stack, then sends `<requests>` requests through it exactly as `hot_path` does,
 //! on a current-thread runtime. Run twice with different request counts, the difference of the
 //! two totals divided by the difference of the counts is the cost of one request, with the
@@ -35,15 +36,15 @@ use std::time::Duration;
 
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, bare, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, oauth_layer_off, post,
-    static_header_layer, streaming_body, warm,
+    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, oauth_layer_off,
+    per_origin_layer, post, static_header_layer, streaming_body, to_third_origin, warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|mutex_slot|rwlock_slot> \
-                     <empty|full|streaming|post> <requests>\n       \
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|per_origin|mutex_slot|rwlock_slot> \
+                     <empty|full|streaming|post|uri> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
 
@@ -139,6 +140,12 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
                 drive(layer.layer(Noop), request, n).await
             });
         }
+        "per_origin" => {
+            rt.block_on(async {
+                let layer = per_origin_layer().await;
+                drive(layer.layer(Noop), request, n).await
+            });
+        }
         "mutex_slot" => {
             let layer = MutexSlotLayer::new(instant_fetch(Arc::new(AtomicUsize::new(0))));
             rt.block_on(async {
@@ -197,6 +204,7 @@ fn main() {
         "full" => run(&rt, stack, bare(full_body), n),
         "streaming" => run(&rt, stack, bare(streaming_body), n),
         "post" => run(&rt, stack, post(), n),
+        "uri" => run(&rt, stack, to_third_origin(), n),
         other => {
             eprintln!("unknown body {other:?}\n{USAGE}");
             std::process::exit(2);

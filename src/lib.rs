@@ -119,7 +119,7 @@ pub use endpoint::ClientCredentials;
 pub use error::{Error, TokenEndpointError};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::OAuthMiddleware;
-pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder};
+pub use oauth::{OAuth, OAuthLayer, OAuthLayerBuilder, PerOrigin, PerOriginLayer};
 pub use origin::Origin;
 #[cfg(feature = "reqwest")]
 pub use reqwest_service::ReqwestService;

@@ -189,6 +189,13 @@ impl Origin {
                 .is_some_and(|host| host.eq_ignore_ascii_case(self.host()))
     }
 
+    /// Whether a URI whose parts are [`target_of`] `uri` is for this origin: to compare one
+    /// URI with several origins, its parts taken once.
+    #[inline]
+    pub(crate) fn matches_target(&self, (https, host_port): (bool, &str)) -> bool {
+        https == self.https && self.matches_host_port(host_port)
+    }
+
     #[inline]
     fn matches_host_port(&self, host_port: &str) -> bool {
         host_port.eq_ignore_ascii_case(&self.authority)
@@ -227,6 +234,16 @@ fn is_https(scheme: &str) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// Whether `uri` is `https`, and its `host[:port]` without user-info: what
+/// [`Origin::matches_target`] compares. `None` for a relative URI or another scheme.
+#[inline]
+pub(crate) fn target_of(uri: &Uri) -> Option<(bool, &str)> {
+    let (https, authority) = uri_parts(uri)?;
+    let authority = authority.as_str();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    Some((https, host_port))
 }
 
 /// Whether the URI is `https` (or `http`), and its authority; `None` for relative URIs and
@@ -406,6 +423,24 @@ impl fmt::Debug for AttachPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_match_as_matches_does() {
+        let origin = Origin::parse("https://api.test").unwrap();
+        for (u, expected) in [
+            ("https://api.test/x", true),
+            ("https://API.test:443/x", true),
+            ("https://user:pw@api.test/x", true),
+            ("http://api.test/x", false),
+            ("https://api.test:8443/x", false),
+            ("https://other.test/x", false),
+        ] {
+            let target = target_of(&uri(u)).unwrap();
+            assert_eq!(origin.matches_target(target), expected, "{u}");
+            assert_eq!(origin.matches(&uri(u)), expected, "{u}");
+        }
+        assert_eq!(target_of(&uri("/relative")), None);
+    }
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()

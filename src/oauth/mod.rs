@@ -40,6 +40,7 @@
 pub mod attach;
 mod future;
 mod layer;
+pub mod per_origin;
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use crate::source::TokenSource;
 pub use attach::{Attach, AttachFuture, AttachLayer};
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, OAuthLayerBuilder};
+pub use per_origin::{PerOrigin, PerOriginLayer};
 
 /// Middleware that puts a valid access token on every request. Built by [`OAuthLayer`].
 ///

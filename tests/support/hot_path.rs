@@ -110,6 +110,35 @@ pub fn bare<B: 'static>(
     move || Request::new(body())
 }
 
+/// The origins of the per-origin stack; requests with [`to_third_origin`] go to the last.
+pub const ORIGINS: [&str; 3] = [
+    "https://orders.example.com",
+    "https://billing.example.com",
+    "https://stock.example.com",
+];
+
+/// A bare `GET https://stock.example.com/v1/items` with an `Empty<Bytes>` body: the third
+/// of [`ORIGINS`], so a per-origin layer looks at every route.
+pub fn to_third_origin() -> impl Fn() -> Request<http_body_util::Empty<bytes::Bytes>> + Clone {
+    || {
+        let mut request = Request::new(http_body_util::Empty::new());
+        *request.uri_mut() = http::Uri::from_static("https://stock.example.com/v1/items");
+        request
+    }
+}
+
+/// A [`PerOriginLayer`](tower_oauth::PerOriginLayer) with a warm token for each of
+/// [`ORIGINS`].
+pub async fn per_origin_layer() -> tower_oauth::PerOriginLayer {
+    let mut layer = tower_oauth::PerOriginLayer::new();
+    for origin in ORIGINS {
+        let route = oauth_layer(Arc::new(AtomicUsize::new(0)));
+        warm(&route).await;
+        layer = layer.route(tower_oauth::Origin::parse(origin).expect("origin"), route);
+    }
+    layer
+}
+
 /// The realistic request: `POST /v1/orders` with `content-type: application/json`,
 /// `accept: application/json` and `user-agent: bench/1.0`, and the JSON [`full_body`].
 pub fn post() -> impl Fn() -> Request<Full<Bytes>> + Clone + Send + Sync + 'static {
