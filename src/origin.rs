@@ -435,7 +435,8 @@ mod tests {
             ("https://api.test:8443/x", false),
             ("https://other.test/x", false),
         ] {
-            let target = target_of(&uri(u)).unwrap();
+            let parsed = uri(u);
+            let target = target_of(&parsed).unwrap();
             assert_eq!(origin.matches_target(target), expected, "{u}");
             assert_eq!(origin.matches(&uri(u)), expected, "{u}");
         }
