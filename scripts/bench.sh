@@ -60,8 +60,11 @@ for line in sys.stdin:
   trap 'rm -rf "$tmp"' EXIT
   echo "{" > "$tmp/instructions.json"
   first=1
-  for body in empty full streaming post; do
-    for stack in floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot; do
+  # The `uri` request (to the third of three origins) also through the per-origin layer.
+  for body in empty full streaming post uri; do
+    stacks="floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
+    [ "$body" = uri ] && stacks="static_header oauth per_origin"
+    for stack in $stacks; do
       totals=()
       for n in "$N1" "$N2"; do
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$bin" "$stack" "$body" "$n" \
