@@ -33,9 +33,9 @@ use crate::store::{StoreOptions, TokenStore};
 /// ```
 #[derive(Clone)]
 pub struct OAuthLayer<P = Standard> {
-    cache: TokenCache,
-    attach: AttachPolicy,
-    policy: P,
+    pub(super) cache: TokenCache,
+    pub(super) attach: AttachPolicy,
+    pub(super) policy: P,
 }
 
 impl OAuthLayer {

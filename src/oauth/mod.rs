@@ -39,6 +39,7 @@
 
 pub mod attach;
 mod future;
+pub mod keyed;
 mod layer;
 pub mod per_origin;
 
