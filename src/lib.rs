@@ -115,7 +115,7 @@ pub mod www_authenticate;
 pub use cache::TokenCache;
 pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
-pub use endpoint::ClientCredentials;
+pub use endpoint::{ClientCredentials, SigningKey};
 pub use error::{Error, TokenEndpointError};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::OAuthMiddleware;

@@ -3,16 +3,23 @@
 //! [`discover`](ClientCredentialsBuilder::discover) where only the issuer is known.
 
 use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use secrecy::SecretString;
 
+use super::assertion::{AssertionSource, DEFAULT_ASSERTION_LIFETIME, MAX_ASSERTION_LIFETIME};
 use super::auth::ClientAuth;
 use super::client_credentials::{ClientCredentials, ParamsDebug};
 use super::discovery::AuthorizationServerMetadata;
 use super::http::{DEFAULT_TIMEOUT, QUOTE_LIMIT, default_client, require_https_or_loopback};
+use super::mtls::ClientCertificate;
 use super::response::ResponseParser;
+use super::signing_key::SigningKey;
+use crate::BoxError;
 use crate::error::{Error, clip};
 
 impl ClientCredentials {
@@ -57,6 +64,13 @@ pub struct ClientCredentialsBuilder {
     allow_insecure_http: bool,
     /// For [`discover`](Self::discover).
     issuer: Option<String>,
+    /// The `issuer` of the metadata [`discover`](Self::discover) read: the default
+    /// audience of client assertions.
+    discovered_issuer: Option<String>,
+    assertion: Option<AssertionSource>,
+    assertion_audience: Option<String>,
+    assertion_lifetime: Option<Duration>,
+    certificate: Option<ClientCertificate>,
 }
 
 impl ClientCredentialsBuilder {
@@ -116,9 +130,91 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The client authentication method (default [`ClientAuth::ClientSecretBasic`]).
+    /// The client authentication method. Unless set: `private_key_jwt` with a
+    /// [`private_key`](Self::private_key), [`client_assertion_file`](Self::client_assertion_file)
+    /// or [`client_assertion_fn`](Self::client_assertion_fn); `tls_client_auth` with a
+    /// [`client_certificate`](Self::client_certificate); else `client_secret_basic`
+    /// (or what [`discover`](Self::discover) finds). [`ClientAuth::ClientSecretJwt`] is
+    /// used only when set here.
     pub fn auth_method(mut self, auth: ClientAuth) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// `private_key_jwt` (RFC 7523 section 2.2): every token request carries a new
+    /// `client_assertion` signed with `key`, with `iss` = `sub` = the client id, `aud`
+    /// (see [`assertion_audience`](Self::assertion_audience)), a random `jti`, `iat`, and
+    /// `exp` = `iat` + [`assertion_lifetime`](Self::assertion_lifetime). Never cached or
+    /// sent twice.
+    pub fn private_key(mut self, key: SigningKey) -> Self {
+        self.assertion = Some(AssertionSource::Key(key));
+        self
+    }
+
+    /// `private_key_jwt` with an assertion the platform writes to a file and rotates
+    /// (a Kubernetes projected service account token, Azure workload identity's
+    /// `AZURE_FEDERATED_TOKEN_FILE`, a SPIFFE JWT-SVID): read anew at every token request
+    /// (at most 64 KiB, trimmed), sent as `client_assertion`. If the server answers
+    /// `invalid_client` and the file changed since it was read, it is read again and the
+    /// request sent once more.
+    ///
+    /// A file that is missing, empty, unreadable, not a JWT or expired fails the token
+    /// request with [`Error::is_client_assertion`], naming the path (never the content),
+    /// and nothing is sent.
+    pub fn client_assertion_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.assertion = Some(AssertionSource::File(path.into()));
+        self
+    }
+
+    /// `private_key_jwt` with an assertion from a closure of yours (a cloud metadata
+    /// endpoint, a secrets manager, a signer in an HSM), awaited at every token request.
+    /// Its error fails the token request with [`Error::is_client_assertion`], as its
+    /// source; so does a value that is not a JWT or has expired.
+    pub fn client_assertion_fn<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.assertion = Some(AssertionSource::Fn(Arc::new(move || Box::pin(f()))));
+        self
+    }
+
+    /// The `aud` of client assertions signed here. Default: the authorization server's
+    /// issuer identifier when [`discover`](Self::discover) read it, else the token
+    /// endpoint URL (servers differ in which they want; OpenID Connect Core section 9
+    /// says the token endpoint, RFC 7523bis the issuer).
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
+    /// The lifetime of client assertions signed here: `exp` - `iat` (default
+    /// [`DEFAULT_ASSERTION_LIFETIME`], 60 seconds; at least 1 second, at most
+    /// [`MAX_ASSERTION_LIFETIME`], 1 hour, or [`build`](Self::build) fails). Whole seconds.
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Mutual TLS (RFC 8705): token requests go over a TLS connection that presents this
+    /// certificate chain (PEM, leaf first) and its private key (PEM), and carry the
+    /// `client_id` in the form. Sets `tls_client_auth` unless
+    /// [`auth_method`](Self::auth_method) says `self_signed_tls_client_auth`. With
+    /// [`discover`](Self::discover), the server's `mtls_endpoint_aliases.token_endpoint`
+    /// is used when it has one.
+    ///
+    /// Builds the default HTTP client with this identity; with an
+    /// [`http_client`](Self::http_client) of your own, give the identity to it instead
+    /// (`reqwest::ClientBuilder::identity`) and set the method with `auth_method`.
+    pub fn client_certificate(
+        mut self,
+        certificate_chain_pem: impl Into<Vec<u8>>,
+        private_key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.certificate = Some(ClientCertificate::new(
+            certificate_chain_pem.into(),
+            private_key_pem.into(),
+        ));
         self
     }
 
@@ -204,10 +300,10 @@ impl ClientCredentialsBuilder {
             ));
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let http = self
-            .http
-            .clone()
-            .map_or_else(|| default_client(timeout), Ok)?;
+        let http = match self.http.clone() {
+            Some(http) => http,
+            None => default_client(timeout, self.identity()?)?,
+        };
         let metadata = AuthorizationServerMetadata::discover(
             &http,
             &issuer,
@@ -227,30 +323,39 @@ impl ClientCredentialsBuilder {
                 }
                 auth
             }
-            None => metadata.preferred_auth_method().ok_or_else(|| {
-                let listed = metadata
-                    .token_endpoint_auth_methods_supported()
-                    .unwrap_or_default()
-                    .join(", ");
-                Error::discovery(
-                    None,
-                    format!(
-                        "the token endpoint supports neither client_secret_basic nor \
-                         client_secret_post (it lists: {})",
-                        clip(&listed, QUOTE_LIMIT)
-                    ),
-                    None,
-                )
-            })?,
+            None => {
+                let candidates = self.default_auth_methods();
+                metadata.first_supported(candidates).ok_or_else(|| {
+                    let listed = metadata
+                        .token_endpoint_auth_methods_supported()
+                        .unwrap_or_default()
+                        .join(", ");
+                    let wanted: Vec<&str> = candidates.iter().map(|a| a.as_str()).collect();
+                    Error::discovery(
+                        None,
+                        format!(
+                            "the token endpoint supports none of {} (it lists: {})",
+                            wanted.join(", "),
+                            clip(&listed, QUOTE_LIMIT)
+                        ),
+                        None,
+                    )
+                })?
+            }
+        };
+        let token_endpoint = match metadata.mtls_token_endpoint() {
+            Some(alias) if auth.is_mutual_tls() => alias.clone(),
+            _ => metadata.token_endpoint().clone(),
         };
         tracing::debug!(
             target: "tower_oauth",
             issuer = %issuer,
-            token_endpoint = %metadata.token_endpoint(),
+            token_endpoint = %token_endpoint,
             method = auth.as_str(),
             "token endpoint discovered"
         );
-        self.token_url = Some(metadata.token_endpoint().as_str().to_owned());
+        self.token_url = Some(token_endpoint.as_str().to_owned());
+        self.discovered_issuer = Some(metadata.issuer().to_owned());
         self.auth = Some(auth);
         self.http = Some(http);
         Ok(self)
@@ -261,9 +366,20 @@ impl ClientCredentialsBuilder {
     /// # Errors
     /// [`Error::is_config`]: no token URL or client id, a URL that does not parse, an
     /// `http` URL to a non-loopback host without
-    /// [`allow_insecure_http`](Self::allow_insecure_http), a reserved parameter name, or a
-    /// reqwest client that cannot be built.
+    /// [`allow_insecure_http`](Self::allow_insecure_http), a reserved parameter name, a
+    /// reqwest client that cannot be built; an authentication method without its
+    /// material (`private_key_jwt` without a key, file or closure, `client_secret_jwt`
+    /// without a secret, mutual TLS without a certificate) or with another method's; a
+    /// certificate PEM without a certificate or without its key; an
+    /// [`assertion_lifetime`](Self::assertion_lifetime) out of range.
     pub fn build(self) -> Result<ClientCredentials, Error> {
+        let auth = self.auth.unwrap_or_else(|| self.default_auth_methods()[0]);
+        let client_secret = self
+            .client_secret
+            .clone()
+            .unwrap_or_else(|| SecretString::from(String::new()));
+        let assertion = self.checked_assertion(auth, &client_secret)?;
+        let identity = self.identity()?;
         let raw_url = self.token_url.ok_or_else(|| {
             Error::config(if self.issuer.is_some() {
                 "the issuer is set but no token_url: call discover().await before build()"
@@ -294,25 +410,110 @@ impl ClientCredentialsBuilder {
                 )));
             }
         }
+        let lifetime = self
+            .assertion_lifetime
+            .unwrap_or(DEFAULT_ASSERTION_LIFETIME);
+        if lifetime < Duration::from_secs(1) || lifetime > MAX_ASSERTION_LIFETIME {
+            return Err(Error::config(format!(
+                "assertion_lifetime must be from 1 second to {} seconds, not {lifetime:?}",
+                MAX_ASSERTION_LIFETIME.as_secs()
+            )));
+        }
+        if auth.is_mutual_tls() && identity.is_none() && self.http.is_none() {
+            return Err(Error::config(format!(
+                "{auth} needs client_certificate() (or an http_client() with the identity)"
+            )));
+        }
+        if identity.is_some() && self.http.is_some() {
+            return Err(Error::config(
+                "client_certificate() builds the default HTTP client: with http_client(), \
+                 give the identity to your reqwest::ClientBuilder instead",
+            ));
+        }
+        let assertion_audience = self
+            .assertion_audience
+            .or(self.discovered_issuer)
+            .unwrap_or_else(|| token_url.as_str().to_owned());
         let mut params = Vec::with_capacity(self.params.len() + 1);
         if !self.scopes.is_empty() {
             params.push(("scope".to_owned(), self.scopes.join(" ")));
         }
         params.extend(self.params);
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let http = self.http.map_or_else(|| default_client(timeout), Ok)?;
+        let http = match self.http {
+            Some(http) => http,
+            None => default_client(timeout, identity)?,
+        };
         Ok(ClientCredentials {
             token_url,
             client_id,
-            client_secret: self
-                .client_secret
-                .unwrap_or_else(|| SecretString::from(String::new())),
-            auth: self.auth.unwrap_or_default(),
+            client_secret,
+            auth,
             params,
             http,
             timeout,
             parser: self.parser,
+            assertion,
+            assertion_audience,
+            assertion_lifetime: lifetime,
+            certificate_digest: self.certificate.as_ref().map(ClientCertificate::digest),
         })
+    }
+
+    /// The methods to choose from when none was set, in order, by the material given.
+    fn default_auth_methods(&self) -> &'static [ClientAuth] {
+        if self.assertion.is_some() {
+            &[ClientAuth::PrivateKeyJwt]
+        } else if self.certificate.is_some() {
+            &[
+                ClientAuth::TlsClientAuth,
+                ClientAuth::SelfSignedTlsClientAuth,
+            ]
+        } else {
+            &[ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost]
+        }
+    }
+
+    /// The TLS client identity of [`client_certificate`](Self::client_certificate).
+    fn identity(&self) -> Result<Option<reqwest::Identity>, Error> {
+        self.certificate
+            .as_ref()
+            .map(ClientCertificate::identity)
+            .transpose()
+    }
+
+    /// The assertion source `auth` needs, checked against the material given.
+    fn checked_assertion(
+        &self,
+        auth: ClientAuth,
+        client_secret: &SecretString,
+    ) -> Result<Option<AssertionSource>, Error> {
+        use secrecy::ExposeSecret as _;
+        let conflict = |what: &str| {
+            Error::config(format!(
+                "{what} is set, but the client authentication method is {auth}"
+            ))
+        };
+        match auth {
+            ClientAuth::PrivateKeyJwt => match &self.assertion {
+                Some(source) => Ok(Some(source.clone())),
+                None => Err(Error::config(
+                    "private_key_jwt needs private_key(), client_assertion_file() or \
+                     client_assertion_fn()",
+                )),
+            },
+            _ if self.assertion.is_some() => Err(conflict(
+                "a client assertion (private_key, client_assertion_file or client_assertion_fn)",
+            )),
+            ClientAuth::ClientSecretJwt if client_secret.expose_secret().is_empty() => Err(
+                Error::config("client_secret_jwt needs a client_secret to sign with"),
+            ),
+            ClientAuth::ClientSecretJwt => Ok(Some(AssertionSource::Secret(client_secret.clone()))),
+            _ if self.certificate.is_some() && !auth.is_mutual_tls() => {
+                Err(conflict("client_certificate"))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -329,7 +530,9 @@ impl fmt::Debug for ClientCredentialsBuilder {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
-            .field("auth_method", &self.auth.unwrap_or_default())
+            .field("auth_method", &self.auth)
+            .field("assertion", &self.assertion)
+            .field("client_certificate", &self.certificate)
             .field("scopes", &self.scopes)
             .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()

@@ -13,6 +13,7 @@ use reqwest::Url;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::assertion::{Assertion, AssertionSource, JWT_BEARER};
 use super::auth::ClientAuth;
 use super::http::{ReadError, read_limited, status_and_content_type};
 use super::response::{ResponseParser, parse_retry_after, redact};
@@ -45,6 +46,13 @@ pub struct ClientCredentials {
     pub(super) http: reqwest::Client,
     pub(super) timeout: Duration,
     pub(super) parser: ResponseParser,
+    /// For `private_key_jwt` and `client_secret_jwt`.
+    pub(super) assertion: Option<AssertionSource>,
+    /// The `aud` of assertions signed here.
+    pub(super) assertion_audience: String,
+    pub(super) assertion_lifetime: Duration,
+    /// SHA-256 of the mutual-TLS certificate chain, hex.
+    pub(super) certificate_digest: Option<String>,
 }
 
 impl ClientCredentials {
@@ -83,10 +91,60 @@ impl ClientCredentials {
         [Zeroizing::new(secret.to_owned()), encoded, basic]
     }
 
+    /// The `aud` of client assertions signed here: the issuer or the token endpoint, or
+    /// what [`assertion_audience`](super::ClientCredentialsBuilder::assertion_audience)
+    /// set.
+    pub fn assertion_audience(&self) -> &str {
+        &self.assertion_audience
+    }
+
+    /// One token request; for an assertion file that changed after an `invalid_client`,
+    /// one more with the file read again.
     async fn request_token(&self) -> Result<Token, Error> {
+        let assertion = self.new_assertion().await?;
+        match self.request_with(assertion.as_ref()).await {
+            Err(e)
+                if e.token_endpoint_error()
+                    .is_some_and(|rfc| rfc.error() == "invalid_client")
+                    && self.assertion.as_ref().is_some_and(|source| {
+                        source.file_changed_since(assertion.as_ref().and_then(|a| a.file_digest))
+                    }) =>
+            {
+                tracing::info!(
+                    target: "tower_oauth",
+                    "invalid_client, and the assertion file changed since it was read: \
+                     sending the new assertion"
+                );
+                let again = self.new_assertion().await?;
+                self.request_with(again.as_ref()).await
+            }
+            result => result,
+        }
+    }
+
+    async fn new_assertion(&self) -> Result<Option<Assertion>, Error> {
+        match &self.assertion {
+            Some(source) => Ok(Some(
+                source
+                    .make(
+                        &self.client_id,
+                        &self.assertion_audience,
+                        self.assertion_lifetime,
+                    )
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn request_with(&self, assertion: Option<&Assertion>) -> Result<Token, Error> {
         let issued_at = SystemTime::now();
         let forms = self.credential_forms();
-        let secrets = [forms[0].as_str(), forms[1].as_str(), forms[2].as_str()];
+        let mut secrets = vec![forms[0].as_str(), forms[1].as_str(), forms[2].as_str()];
+        if let Some(assertion) = assertion {
+            secrets.push(assertion.value.as_str());
+        }
+        secrets.retain(|s| !s.is_empty());
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 3);
         form.push(("grant_type", "client_credentials"));
         form.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -107,12 +165,26 @@ impl ClientCredentials {
                 form.push(("client_id", &self.client_id));
                 form.push(("client_secret", self.client_secret.expose_secret()));
             }
+            ClientAuth::ClientSecretJwt | ClientAuth::PrivateKeyJwt => {
+                let assertion = assertion.ok_or_else(|| {
+                    Error::client_assertion("no client assertion for a JWT method", None)
+                })?;
+                form.push(("client_id", &self.client_id));
+                form.push(("client_assertion_type", JWT_BEARER));
+                form.push(("client_assertion", &assertion.value));
+            }
+            // RFC 8705 section 2: the TLS connection authenticates; the id is in the form.
+            ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+                form.push(("client_id", &self.client_id));
+            }
         }
-        let body = serde_urlencoded::to_string(&form)
-            .map_err(|_| Error::config("form parameters cannot be encoded"))?;
+        let body = Zeroizing::new(
+            serde_urlencoded::to_string(&form)
+                .map_err(|_| Error::config("form parameters cannot be encoded"))?,
+        );
         let request = request
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
+            .body(body.as_bytes().to_vec());
         let mut response = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 Error::timeout_of("ClientCredentialsBuilder::timeout", self.timeout)
@@ -187,7 +259,10 @@ impl TokenSource for ClientCredentials {
 
     /// SHA-256 of the token URL, the client id, a SHA-256 of the client secret, the scopes
     /// (sorted), and the other parameters (`audience`, `resource`...) sorted by name and
-    /// value. The authentication method is left out: it does not change the token.
+    /// value; for `private_key_jwt` the RFC 7638 thumbprint of the key (or the path of the
+    /// assertion file), for mutual TLS a SHA-256 of the certificate chain, so that two
+    /// identities never share a token. The shared-secret methods are left out: they do
+    /// not change the token.
     fn cache_key(&self) -> Option<CacheKey> {
         let mut scopes: Vec<&str> = Vec::new();
         let mut params: Vec<(&str, &str)> = Vec::with_capacity(self.params.len());
@@ -211,6 +286,13 @@ impl TokenSource for ClientCredentials {
         for (name, value) in params {
             key = key.field("param", name).field("value", value);
         }
+        if let Some(source) = &self.assertion {
+            let (name, value) = source.key_material();
+            key = key.field(name, &value);
+        }
+        if let Some(digest) = &self.certificate_digest {
+            key = key.field("client_certificate_sha256", digest);
+        }
         Some(key.build())
     }
 }
@@ -222,6 +304,7 @@ impl fmt::Debug for ClientCredentials {
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("auth_method", &self.auth)
+            .field("assertion", &self.assertion)
             .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()
     }

@@ -59,6 +59,7 @@ pub struct AuthorizationServerMetadata {
     issuer: String,
     token_endpoint: Url,
     auth_methods: Option<Vec<String>>,
+    mtls_token_endpoint: Option<Url>,
     document: Map<String, Value>,
     url: Option<Url>,
 }
@@ -166,10 +167,19 @@ impl AuthorizationServerMetadata {
                 ));
             }
         };
+        // RFC 8705 section 5; an alias that is not an https URL is left out (the token
+        // endpoint is used instead).
+        let mtls_token_endpoint = document
+            .get("mtls_endpoint_aliases")
+            .and_then(|aliases| aliases.get("token_endpoint"))
+            .and_then(Value::as_str)
+            .and_then(|url| Url::parse(url).ok())
+            .filter(|url| url.scheme() == "https" && url.fragment().is_none());
         Ok(AuthorizationServerMetadata {
             issuer: meta_issuer,
             token_endpoint,
             auth_methods,
+            mtls_token_endpoint,
             document,
             url: None,
         })
@@ -256,6 +266,20 @@ impl AuthorizationServerMetadata {
         [ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost]
             .into_iter()
             .find(|&method| self.supports_auth_method(method))
+    }
+
+    /// The first of `methods` the server supports.
+    pub(crate) fn first_supported(&self, methods: &[ClientAuth]) -> Option<ClientAuth> {
+        methods
+            .iter()
+            .copied()
+            .find(|&method| self.supports_auth_method(method))
+    }
+
+    /// `mtls_endpoint_aliases.token_endpoint` (RFC 8705 section 5), if the document has
+    /// one that is an `https` URL: where mutual-TLS clients send token requests.
+    pub fn mtls_token_endpoint(&self) -> Option<&Url> {
+        self.mtls_token_endpoint.as_ref()
     }
 
     /// Whether the server lists `method` in `token_endpoint_auth_methods_supported`

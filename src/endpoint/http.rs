@@ -20,14 +20,22 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const QUOTE_LIMIT: usize = 200;
 
 /// A reqwest client with `timeout` that does not follow redirects, so that a `307`/`308`
-/// cannot send a request, credentials included, anywhere else.
+/// cannot send a request, credentials included, anywhere else; with a TLS client
+/// `identity` for mutual TLS (RFC 8705).
 ///
 /// # Errors
 /// [`Error::is_config`] if reqwest cannot build it (no TLS backend).
-pub(crate) fn default_client(timeout: Duration) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+pub(crate) fn default_client(
+    timeout: Duration,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder
         .build()
         .map_err(|e| Error::config(format!("HTTP client: {e}")))
 }

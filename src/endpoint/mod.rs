@@ -79,6 +79,8 @@ mod auth;
 mod response;
 
 #[cfg(feature = "reqwest")]
+mod assertion;
+#[cfg(feature = "reqwest")]
 mod builder;
 #[cfg(feature = "reqwest")]
 mod client_credentials;
@@ -88,6 +90,10 @@ mod discovery;
 mod env;
 #[cfg(feature = "reqwest")]
 mod http;
+#[cfg(feature = "reqwest")]
+mod mtls;
+#[cfg(feature = "reqwest")]
+mod signing_key;
 
 pub use auth::ClientAuth;
 pub use response::{
@@ -95,6 +101,9 @@ pub use response::{
     parse_retry_after,
 };
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use assertion::{DEFAULT_ASSERTION_LIFETIME, MAX_ASSERTION_LIFETIME};
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use builder::ClientCredentialsBuilder;
@@ -107,3 +116,6 @@ pub use discovery::{AuthorizationServerMetadata, MAX_METADATA_LEN};
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use http::DEFAULT_TIMEOUT;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use signing_key::SigningKey;

@@ -37,6 +37,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+#[path = "assertion_check.rs"]
+pub mod assertion_check;
+
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +71,11 @@ pub struct AuthServerConfig {
     /// A `Retry-After` header value (seconds or an HTTP-date) sent with every injected
     /// failure (see [`FailureMode`]). `None`: no header.
     pub retry_after: Option<String>,
+    /// Public JWKs the client may sign `private_key_jwt` assertions with (RFC 7523). Empty:
+    /// only `client_secret_jwt` assertions (HS256 with `client_secret`) are accepted.
+    pub assertion_keys: Vec<serde_json::Value>,
+    /// The `aud` assertions must carry. `None`: the token URL.
+    pub assertion_audience: Option<String>,
 }
 
 impl Default for AuthServerConfig {
@@ -82,6 +90,8 @@ impl Default for AuthServerConfig {
             token_delay: Duration::ZERO,
             failure: FailureMode::None,
             retry_after: None,
+            assertion_keys: Vec::new(),
+            assertion_audience: None,
         }
     }
 }
@@ -110,6 +120,8 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A `client_assertion` JWT (RFC 7523 section 2.2), signed with a key or the secret.
+    Assertion,
 }
 
 /// One request to `POST /token`, as the server saw it.
@@ -127,6 +139,8 @@ pub struct TokenRequest {
     pub status: u16,
     /// When the request arrived.
     pub at: Instant,
+    /// The client assertion, if one was sent and it checked out.
+    pub assertion: Option<assertion_check::AssertionSeen>,
 }
 
 impl TokenRequest {
@@ -178,6 +192,7 @@ pub struct AuthServer {
 
 struct Shared {
     config: AuthServerConfig,
+    token_url: String,
     inner: Mutex<Inner>,
 }
 
@@ -192,6 +207,7 @@ struct Inner {
     tokens: HashMap<String, IssuedToken>,
     issued: usize,
     api: ApiStats,
+    jtis: std::collections::HashSet<String>,
 }
 
 struct IssuedToken {
@@ -228,7 +244,9 @@ impl AuthServer {
                 tokens: HashMap::new(),
                 issued: 0,
                 api: ApiStats::default(),
+                jtis: std::collections::HashSet::new(),
             }),
+            token_url: format!("http://{addr}/token"),
             config,
         });
         let app = Router::new()
@@ -409,6 +427,7 @@ async fn token_endpoint(
             .map(str::to_owned),
         status: 0,
         at: arrived,
+        assertion: None,
     };
     let response = token_response(&state, &headers, &body, failure, &mut record);
     record.status = response.status().as_u16();
@@ -459,6 +478,64 @@ fn token_response(
     };
     let body_id = single(&params, "client_id");
     let body_secret = single(&params, "client_secret");
+    if let Some(assertion) = single(&params, "client_assertion") {
+        record.auth_method = Some(AuthMethod::Assertion);
+        record.client_id = body_id.map(str::to_owned);
+        if basic.is_some() || body_secret.is_some() {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "more than one client authentication method",
+            );
+        }
+        if single(&params, "client_assertion_type")
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion_type must be jwt-bearer",
+            );
+        }
+        if failure == FailureMode::InvalidClient {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "failure injected by the test server",
+            );
+        }
+        let audience = config
+            .assertion_audience
+            .clone()
+            .unwrap_or_else(|| state.token_url.clone());
+        let checked = {
+            let mut inner = state.lock();
+            assertion_check::check(
+                assertion,
+                &config.client_id,
+                &audience,
+                &config.assertion_keys,
+                &config.client_secret,
+                &mut inner.jtis,
+            )
+        };
+        match checked {
+            Ok(seen) if body_id.is_none_or(|id| id == config.client_id) => {
+                record.assertion = Some(seen);
+                return issue_after_auth(state, &params, record);
+            }
+            Ok(_) => {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client_id differs from the assertion",
+                );
+            }
+            Err(reason) => {
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", reason);
+            }
+        }
+    }
     let (method, id, secret) = match (basic, body_secret) {
         (Some(_), Some(_)) => {
             return oauth_error(
@@ -574,7 +651,17 @@ fn token_response(
         }
         return resp;
     }
-    match single(&params, "grant_type") {
+    issue_after_auth(state, &params, record)
+}
+
+/// The grant, once the client is authenticated: `grant_type`, scopes, a new token.
+fn issue_after_auth(
+    state: &Shared,
+    params: &[(String, String)],
+    _record: &mut TokenRequest,
+) -> Response {
+    let config = &state.config;
+    match single(params, "grant_type") {
         Some("client_credentials") => {}
         Some(_) => {
             return oauth_error(
@@ -591,7 +678,7 @@ fn token_response(
             );
         }
     }
-    let scope = single(&params, "scope").map(str::to_owned);
+    let scope = single(params, "scope").map(str::to_owned);
     if let Some(scope) = &scope
         && !config.scopes.is_empty()
         && scope

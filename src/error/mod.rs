@@ -31,6 +31,10 @@ use http::StatusCode;
 use crate::BoxError;
 use crate::identity::Identity;
 
+mod token_endpoint;
+
+pub use token_endpoint::TokenEndpointError;
+
 /// Why no token could be had.
 ///
 /// Cheap to clone: when many requests wait for one token fetch and it fails, each of them
@@ -76,6 +80,8 @@ pub enum ErrorKind {
     Store,
     /// The request's origin is refused ([`Error::is_origin_refused`]).
     OriginRefused,
+    /// No client assertion could be made or read ([`Error::is_client_assertion`]).
+    ClientAssertion,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +118,10 @@ enum Kind {
     /// The request was for an origin outside the allowed origins, and the layer refuses
     /// those. Holds the request's origin (`scheme://host:port`), nothing else of it.
     OriginRefused(String),
+    /// No client assertion (RFC 7521, RFC 7523 section 2.2) could be made or read: a key
+    /// that cannot sign, an assertion file that is missing, empty, malformed or expired,
+    /// a closure of the user's that failed. The message names the file, never its content.
+    ClientAssertion(String),
 }
 
 impl Error {
@@ -210,6 +220,11 @@ impl Error {
         Error::new(Kind::Store(reason), source)
     }
 
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn client_assertion(message: impl Into<String>, source: Option<BoxError>) -> Error {
+        Error::new(Kind::ClientAssertion(message.into()), source)
+    }
+
     pub(crate) fn origin_refused(origin: String) -> Error {
         Error::new(Kind::OriginRefused(origin), None)
     }
@@ -270,6 +285,7 @@ impl Error {
             Kind::Discovery { .. } => ErrorKind::Discovery,
             Kind::Store(_) => ErrorKind::Store,
             Kind::OriginRefused(_) => ErrorKind::OriginRefused,
+            Kind::ClientAssertion(_) => ErrorKind::ClientAssertion,
         }
     }
 
@@ -354,6 +370,15 @@ impl Error {
     /// was not sent and no token was fetched for it.
     pub fn is_origin_refused(&self) -> bool {
         matches!(self.inner.kind, Kind::OriginRefused(_))
+    }
+
+    /// No client assertion could be made or read for the token request (RFC 7521, RFC 7523
+    /// section 2.2), so none was sent: the signing key could not sign, the assertion file
+    /// (`client_assertion_file`) is missing, empty, unreadable, not a JWT or expired, or the
+    /// closure given to `client_assertion_fn` failed (its error is the source). The message
+    /// names the file's path, never its content.
+    pub fn is_client_assertion(&self) -> bool {
+        matches!(self.inner.kind, Kind::ClientAssertion(_))
     }
 
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
@@ -458,6 +483,7 @@ impl Error {
             Kind::Cancelled => f.write_str("token fetch cancelled"),
             Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
             Kind::Store(reason) => write!(f, "token store: {reason}"),
+            Kind::ClientAssertion(message) => write!(f, "client assertion: {message}"),
             Kind::OriginRefused(origin) => write!(
                 f,
                 "request for {origin} refused: not an allowed origin for the access token"
@@ -475,22 +501,6 @@ impl StdError for Error {
     }
 }
 
-/// An error response of the token endpoint (RFC 6749 section 5.2), with its HTTP status.
-///
-/// `error` is the ASCII error code (`invalid_request`, `invalid_client`, `invalid_grant`,
-/// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, or an extension);
-/// `error_description` and `error_uri` are the server's optional human-readable text and
-/// link. Each is kept to at most 1,024 characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenEndpointError {
-    status: StatusCode,
-    error: String,
-    error_description: Option<String>,
-    error_uri: Option<String>,
-}
-
-/// The most characters an error keeps of an RFC 6749 error field.
-const FIELD_LIMIT: usize = 1024;
 /// The most characters an error keeps of a response's `Content-Type`.
 const CONTENT_TYPE_LIMIT: usize = 100;
 /// The most characters an error keeps of the reason discovery failed.
@@ -505,58 +515,9 @@ pub(crate) fn clip(text: &str, max_chars: usize) -> &str {
     }
 }
 
-impl TokenEndpointError {
-    /// Builds one; each text is clipped to 1,024 characters.
-    pub fn new(
-        status: StatusCode,
-        error: &str,
-        error_description: Option<&str>,
-        error_uri: Option<&str>,
-    ) -> TokenEndpointError {
-        TokenEndpointError {
-            status,
-            error: clip(error, FIELD_LIMIT).to_owned(),
-            error_description: error_description.map(|d| clip(d, FIELD_LIMIT).to_owned()),
-            error_uri: error_uri.map(|u| clip(u, FIELD_LIMIT).to_owned()),
-        }
-    }
-
-    /// The HTTP status the token endpoint answered with (400 or 401 per RFC 6749; some
-    /// servers send others, even 200).
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The `error` code, e.g. `invalid_client`.
-    pub fn error(&self) -> &str {
-        &self.error
-    }
-
-    /// The `error_description`, if given.
-    pub fn error_description(&self) -> Option<&str> {
-        self.error_description.as_deref()
-    }
-
-    /// The `error_uri`, if given.
-    pub fn error_uri(&self) -> Option<&str> {
-        self.error_uri.as_deref()
-    }
-}
-
-impl fmt::Display for TokenEndpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.error, self.status)?;
-        if let Some(d) = &self.error_description {
-            write!(f, ": {d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl StdError for TokenEndpointError {}
-
 #[cfg(test)]
 mod tests {
+    use super::token_endpoint::FIELD_LIMIT;
     use super::*;
 
     #[test]
@@ -582,6 +543,10 @@ mod tests {
                 ErrorKind::OriginRefused,
             ),
             (Error::other("mine"), ErrorKind::Other),
+            (
+                Error::client_assertion("the assertion file /x is empty", None),
+                ErrorKind::ClientAssertion,
+            ),
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind, "{error}");
@@ -596,6 +561,7 @@ mod tests {
                 ErrorKind::Discovery => error.is_discovery(),
                 ErrorKind::Store => error.is_store(),
                 ErrorKind::OriginRefused => error.is_origin_refused(),
+                ErrorKind::ClientAssertion => error.is_client_assertion(),
             };
             assert!(predicate, "{kind:?}");
         }
