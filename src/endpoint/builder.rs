@@ -71,6 +71,8 @@ pub struct ClientCredentialsBuilder {
     assertion_audience: Option<String>,
     assertion_lifetime: Option<Duration>,
     certificate: Option<ClientCertificate>,
+    /// PEM bundles of extra trust anchors for the default HTTP client.
+    roots: Vec<Arc<Vec<u8>>>,
 }
 
 impl ClientCredentialsBuilder {
@@ -196,6 +198,15 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// Trusts the CA certificates of this PEM bundle too, besides the platform's, for the
+    /// token endpoint's (and discovery's) TLS: a private PKI. Calls add up. For the default
+    /// HTTP client; with an [`http_client`](Self::http_client) of your own, add them to it
+    /// (`reqwest::ClientBuilder::add_root_certificate`).
+    pub fn add_root_certificate(mut self, pem_bundle: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(Arc::new(pem_bundle.into()));
+        self
+    }
+
     /// Mutual TLS (RFC 8705): token requests go over a TLS connection that presents this
     /// certificate chain (PEM, leaf first) and its private key (PEM), and carry the
     /// `client_id` in the form. Sets `tls_client_auth` unless
@@ -302,7 +313,7 @@ impl ClientCredentialsBuilder {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let http = match self.http.clone() {
             Some(http) => http,
-            None => default_client(timeout, self.identity()?)?,
+            None => default_client(timeout, self.identity()?, self.root_certificates()?)?,
         };
         let metadata = AuthorizationServerMetadata::discover(
             &http,
@@ -380,6 +391,7 @@ impl ClientCredentialsBuilder {
             .unwrap_or_else(|| SecretString::from(String::new()));
         let assertion = self.checked_assertion(auth, &client_secret)?;
         let identity = self.identity()?;
+        let roots = self.root_certificates()?;
         let raw_url = self.token_url.ok_or_else(|| {
             Error::config(if self.issuer.is_some() {
                 "the issuer is set but no token_url: call discover().await before build()"
@@ -424,10 +436,10 @@ impl ClientCredentialsBuilder {
                 "{auth} needs client_certificate() (or an http_client() with the identity)"
             )));
         }
-        if identity.is_some() && self.http.is_some() {
+        if (identity.is_some() || !roots.is_empty()) && self.http.is_some() {
             return Err(Error::config(
-                "client_certificate() builds the default HTTP client: with http_client(), \
-                 give the identity to your reqwest::ClientBuilder instead",
+                "client_certificate() and add_root_certificate() set up the default HTTP \
+                 client: with http_client(), give them to your reqwest::ClientBuilder",
             ));
         }
         let assertion_audience = self
@@ -442,7 +454,7 @@ impl ClientCredentialsBuilder {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let http = match self.http {
             Some(http) => http,
-            None => default_client(timeout, identity)?,
+            None => default_client(timeout, identity, roots)?,
         };
         Ok(ClientCredentials {
             token_url,
@@ -480,6 +492,21 @@ impl ClientCredentialsBuilder {
             .as_ref()
             .map(ClientCertificate::identity)
             .transpose()
+    }
+
+    /// The trust anchors of [`add_root_certificate`](Self::add_root_certificate).
+    fn root_certificates(&self) -> Result<Vec<reqwest::Certificate>, Error> {
+        let mut roots = Vec::new();
+        for bundle in &self.roots {
+            let certificates = reqwest::Certificate::from_pem_bundle(bundle)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Error::config("add_root_certificate: not a PEM bundle of certificates")
+                })?;
+            roots.extend(certificates);
+        }
+        Ok(roots)
     }
 
     /// The assertion source `auth` needs, checked against the material given.

@@ -426,7 +426,10 @@ mod tests {
         pairs.push(("OAUTH_PRIVATE_KEY_FILE", "/no/such/key.pem"));
         let err = build("OAUTH_", &pairs).unwrap_err();
         assert!(
-            err.is_config() && err.to_string().contains("OAUTH_PRIVATE_KEY_FILE `/no/such/key.pem`"),
+            err.is_config()
+                && err
+                    .to_string()
+                    .contains("OAUTH_PRIVATE_KEY_FILE `/no/such/key.pem`"),
             "{err}"
         );
         let mut pairs = base.to_vec();
@@ -434,9 +437,19 @@ mod tests {
             ("OAUTH_PRIVATE_KEY_FILE", "/a"),
             ("OAUTH_CLIENT_ASSERTION_FILE", "/b"),
         ]);
-        assert!(build("OAUTH_", &pairs).unwrap_err().to_string().contains("not both"));
+        assert!(
+            build("OAUTH_", &pairs)
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
         let mut pairs = base.to_vec();
         pairs.push(("OAUTH_CLIENT_CERTIFICATE_FILE", "/a"));
-        assert!(build("OAUTH_", &pairs).unwrap_err().to_string().contains("go together"));
+        assert!(
+            build("OAUTH_", &pairs)
+                .unwrap_err()
+                .to_string()
+                .contains("go together")
+        );
     }
 }

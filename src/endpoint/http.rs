@@ -21,19 +21,23 @@ pub(crate) const QUOTE_LIMIT: usize = 200;
 
 /// A reqwest client with `timeout` that does not follow redirects, so that a `307`/`308`
 /// cannot send a request, credentials included, anywhere else; with a TLS client
-/// `identity` for mutual TLS (RFC 8705).
+/// `identity` for mutual TLS (RFC 8705) and extra trust anchors `roots`.
 ///
 /// # Errors
 /// [`Error::is_config`] if reqwest cannot build it (no TLS backend).
 pub(crate) fn default_client(
     timeout: Duration,
     identity: Option<reqwest::Identity>,
+    roots: Vec<reqwest::Certificate>,
 ) -> Result<reqwest::Client, Error> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none());
     if let Some(identity) = identity {
         builder = builder.identity(identity);
+    }
+    for root in roots {
+        builder = builder.add_root_certificate(root);
     }
     builder
         .build()
