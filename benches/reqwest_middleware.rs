@@ -9,8 +9,9 @@
 //! (`Answer` alone), `static_header` (a middleware that sets a fixed `Authorization`),
 //! `oauth` (`OAuthMiddleware` with recovery on: a `try_clone` of each request before it is
 //! sent) and `oauth_no_recovery` (`recover_on(RecoverOn::Never)`: no copy). Groups `reqwest_middleware/1_worker` and
-//! `reqwest_middleware/2_workers`, [`TASKS`] tasks on each. aliri_reqwest is not compared
-//! here: it is not among the crates this build can fetch.
+//! `reqwest_middleware/2_workers`, [`TASKS`] tasks on each. aliri_reqwest's middleware is
+//! compared in `benches/aliri/`, a separate package (it needs reqwest 0.12 and
+//! reqwest-middleware 0.4) that is not part of this crate's build nor of CI.
 //!
 //! Run: `cargo bench --all-features --bench reqwest_middleware`.
 

@@ -249,9 +249,21 @@ struct Row {
     stack: &'static str,
 }
 
-/// The median of a bench in ns per request, from `target/criterion/<group>/<stack>/new/
-/// estimates.json` (one iteration is one request).
-fn median_ns(row: &Row) -> Option<f64> {
+/// A bench's median in ns per request and its 95% confidence interval, from
+/// `<target>/criterion/<group>/<stack>/new/estimates.json` (one iteration is one request).
+struct Median {
+    point: f64,
+    lower: f64,
+    upper: f64,
+}
+
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn median(row: &Row) -> Option<Median> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("target"));
@@ -262,19 +274,22 @@ fn median_ns(row: &Row) -> Option<f64> {
         .join("new")
         .join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
-    // `{"mean":{...},"median":{"confidence_interval":{...},"point_estimate":X,...`
-    let median = &text[text.find("\"median\"")?..];
-    let point = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = point.find([',', '}'])?;
-    point[..end].trim().parse().ok()
+    // `{"mean":{...},"median":{"confidence_interval":{"confidence_level":0.95,
+    // "lower_bound":L,"upper_bound":U},"point_estimate":X,...`
+    let section = &text[text.find("\"median\"")?..];
+    Some(Median {
+        point: number_after(section, "\"point_estimate\":")?,
+        lower: number_after(section, "\"lower_bound\":")?,
+        upper: number_after(section, "\"upper_bound\":")?,
+    })
 }
 
 fn print_report(rows: &[Row]) {
     println!();
-    println!("per request (criterion median), and added over the floor of its own version:");
+    println!("ns per request (criterion median, 95% CI), added over the floor of its own version:");
     for row in rows {
-        let Some(ns) = median_ns(row) else {
-            println!("{:<18} {:<20} (no estimates.json)", row.group, row.stack);
+        let Some(m) = median(row) else {
+            println!("{:<16} {:<19} (no estimates.json)", row.group, row.stack);
             continue;
         };
         let floor_name = if row.stack.starts_with("rm04") {
@@ -282,20 +297,17 @@ fn print_report(rows: &[Row]) {
         } else {
             "rm05_floor"
         };
-        let floor = rows
+        let added = rows
             .iter()
             .find(|r| r.group == row.group && r.stack == floor_name)
-            .and_then(median_ns);
-        match floor {
-            Some(floor) if row.stack != floor_name => println!(
-                "{:<18} {:<20} {:>9.1} ns/request   added {:>8.1} ns",
-                row.group,
-                row.stack,
-                ns,
-                ns - floor
-            ),
-            _ => println!("{:<18} {:<20} {:>9.1} ns/request", row.group, row.stack, ns),
-        }
+            .and_then(median)
+            .filter(|_| row.stack != floor_name)
+            .map(|floor| format!("added {:>7.1}", m.point - floor.point))
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:<19} {:>7.1} ({:>7.1} - {:>7.1})  {added}",
+            row.group, row.stack, m.point, m.lower, m.upper
+        );
     }
 }
 
