@@ -14,61 +14,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
 use secrecy::ExposeSecret;
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_oauth::endpoint::AuthorizationServerMetadata;
-use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuth, OAuthLayer};
+use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer};
 
-use support::introspection_api::IntrospectionApi;
-use support::oidc_provider::{
-    API_CLIENT, BASIC_CLIENT, POST_CLIENT, Provider, RESOURCE, WEIRD_CLIENT,
-};
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-type Api = OAuth<HttpClient>;
-
-/// A provider with tokens that live `ttl` seconds and the API in front of it; `None` if
-/// the suite is skipped.
-async fn setup(ttl: u64) -> Option<(Provider, IntrospectionApi)> {
-    let provider = Provider::start(ttl).await?;
-    let api = IntrospectionApi::start(&provider.introspection_url(), API_CLIENT).await;
-    Some((provider, api))
-}
-
-fn source(
-    provider: &Provider,
-    client: (&str, &str),
-    auth: ClientAuth,
-) -> tower_oauth::endpoint::ClientCredentialsBuilder {
-    ClientCredentials::builder()
-        .token_url(provider.token_url())
-        .client_id(client.0)
-        .client_secret(client.1)
-        .auth_method(auth)
-}
-
-fn api_client(layer: &OAuthLayer) -> Api {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    ServiceBuilder::new().layer(layer.clone()).service(client)
-}
-
-/// One `GET` of the API: its status and JSON body (`null` if not JSON).
-async fn get(svc: &mut Api, url: &str) -> Result<(StatusCode, serde_json::Value), BoxError> {
-    let request = Request::get(url).body(Empty::new())?;
-    let response = svc.ready().await?.call(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    ))
-}
+use support::interop::{api_client, get, setup, source};
+use support::oidc_provider::{BASIC_CLIENT, POST_CLIENT, RESOURCE, WEIRD_CLIENT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node and npm ci in tests/interop"]

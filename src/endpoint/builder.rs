@@ -274,7 +274,7 @@ impl ClientCredentialsBuilder {
     /// from the metadata of the [`issuer`](Self::issuer) (RFC 8414, then OpenID Connect
     /// Discovery; see [`AuthorizationServerMetadata`]), and sets them on the builder. One or
     /// two `GET` requests with the builder's [`http_client`](Self::http_client) (or a new
-    /// one that does not follow redirects, which [`build`](Self::build) then uses) and
+    /// one that does not follow redirects, with the builder's TLS settings) and
     /// [`timeout`](Self::timeout).
     ///
     /// Unless [`auth_method`](Self::auth_method) was called, the method is
@@ -368,7 +368,6 @@ impl ClientCredentialsBuilder {
         self.token_url = Some(token_endpoint.as_str().to_owned());
         self.discovered_issuer = Some(metadata.issuer().to_owned());
         self.auth = Some(auth);
-        self.http = Some(http);
         Ok(self)
     }
 

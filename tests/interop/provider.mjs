@@ -8,8 +8,10 @@
 // Everything else (oidc-provider warnings/notices) goes to stderr.
 // Runs until SIGTERM/SIGINT, then closes the listener and exits 0.
 
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 
 // oidc-provider prints its NOTICEs with console.info (stdout); keep stdout
 // reserved for the LISTENING line so harnesses can parse it blindly.
@@ -51,6 +53,19 @@ const ccClient = (client_id, client_secret, token_endpoint_auth_method) => ({
   scope: 'api.read api.write',
 });
 
+// The throw-away keys of tests/keys: the public halves are the clients' registered
+// `jwks` (RFC 7591 section 2); the Rust tests sign with the private ones.
+const keyFile = (name) => readFileSync(new URL(`../keys/${name}`, import.meta.url));
+const publicJwk = (name, alg) => ({
+  ...createPublicKey(createPrivateKey(keyFile(name))).export({ format: 'jwk' }),
+  alg,
+  use: 'sig',
+});
+const keyClient = (client_id, jwk) => ({
+  ...ccClient(client_id, undefined, 'private_key_jwt'),
+  jwks: { keys: [jwk] },
+});
+
 const clients = [
   ccClient('basic-client', 'basic-secret-1', 'client_secret_basic'),
   ccClient('post-client', 'post-secret-2', 'client_secret_post'),
@@ -58,6 +73,19 @@ const clients = [
   // before base64 for HTTP Basic. oidc-provider decodes them that way.
   ccClient('weird:client id', 's%cr:t +/=', 'client_secret_basic'),
   { ...ccClient(INTROSPECTOR, 'api-secret', 'client_secret_basic'), scope: undefined },
+  // RFC 7523 section 2.2 client assertions, one client per algorithm.
+  keyClient('pkjwt-rs256', publicJwk('rsa.pem', 'RS256')),
+  keyClient('pkjwt-es256', publicJwk('p256.pem', 'ES256')),
+  keyClient('pkjwt-eddsa', publicJwk('ed25519.pem', 'EdDSA')),
+  // An assertion file written by "the platform" (the test), signed with the P-384 key.
+  keyClient('assertion-file-client', publicJwk('p384.pem', 'ES384')),
+  // HS256 with the secret: oidc-provider wants at least 32 bytes for it.
+  ccClient('secret-jwt-client', 'a-client-secret-of-more-than-32-bytes', 'client_secret_jwt'),
+  // RFC 8705 section 2.1: a certificate of the test CA with this DNS name.
+  {
+    ...ccClient('mtls-client', undefined, 'tls_client_auth'),
+    tls_client_auth_san_dns: 'mtls-client.test',
+  },
 ];
 
 // Throw-away signing key (only needed for discovery/jwks; all access tokens
@@ -77,16 +105,64 @@ await new Promise((resolve, reject) => {
 });
 const issuer = `http://${HOST}:${server.address().port}`;
 
+// The mutual-TLS listener (RFC 8705): the test CA's server certificate for 127.0.0.1; a
+// client certificate is requested, and verified against the test CA by
+// `certificateAuthorized` rather than by the TLS stack, so that an untrusted one gets an
+// `invalid_client` answer, not a dropped connection.
+const mtlsServer = createHttpsServer({
+  key: keyFile('mtls/server.key'),
+  cert: keyFile('mtls/server.pem'),
+  ca: keyFile('mtls/ca.pem'),
+  requestCert: true,
+  rejectUnauthorized: false,
+});
+mtlsServer.keepAliveTimeout = 120_000;
+mtlsServer.headersTimeout = 125_000;
+await new Promise((resolve, reject) => {
+  mtlsServer.once('error', reject);
+  mtlsServer.listen(0, HOST, resolve);
+});
+const mtlsOrigin = `https://${HOST}:${mtlsServer.address().port}`;
+
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [jwk] },
   scopes: ['openid', 'offline_access', 'api.read', 'api.write'],
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  clientAuthMethods: [
+    'client_secret_basic',
+    'client_secret_post',
+    'client_secret_jwt',
+    'private_key_jwt',
+    'tls_client_auth',
+  ],
+  enabledJWA: {
+    // oidc-provider's defaults, and ES384 (the assertion-file client's).
+    clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'Ed25519', 'EdDSA'],
+  },
+  discovery: {
+    // RFC 8705 section 5: mutual-TLS clients send token requests to the https listener.
+    mtls_endpoint_aliases: { token_endpoint: `${mtlsOrigin}/token` },
+  },
   ttl: {
     ClientCredentials: TOKEN_TTL,
   },
   features: {
     devInteractions: { enabled: false },
+    mTLS: {
+      enabled: true,
+      tlsClientAuth: true,
+      // The https listener asks for a certificate and lets the provider decide.
+      getCertificate: (ctx) => {
+        const peer = ctx.req.socket.getPeerCertificate?.();
+        return peer?.raw ? new X509Certificate(peer.raw) : undefined;
+      },
+      certificateAuthorized: (ctx) => ctx.req.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => {
+        const peer = ctx.req.socket.getPeerCertificate?.();
+        if (property !== 'tls_client_auth_san_dns' || !peer?.subjectaltname) return false;
+        return peer.subjectaltname.split(', ').includes(`DNS:${expected}`);
+      },
+    },
     clientCredentials: { enabled: true },
     introspection: {
       enabled: true,
@@ -139,6 +215,8 @@ provider.use(async (ctx, next) => {
     let auth = 'none';
     if (/^basic /i.test(header)) auth = 'basic';
     else if (body.client_secret !== undefined) auth = 'post';
+    else if (body.client_assertion !== undefined) auth = 'assertion';
+    else if (ctx.req.socket.getPeerCertificate?.()?.raw) auth = 'mtls';
     stats.token_requests.push({
       auth,
       client_id: ctx.oidc?.client?.clientId ?? null,
@@ -149,6 +227,7 @@ provider.use(async (ctx, next) => {
 });
 
 const callback = provider.callback();
+mtlsServer.on('request', callback);
 server.on('request', (req, res) => {
   if (req.method === 'GET' && req.url === '/_interop/stats') {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
@@ -163,6 +242,8 @@ const shutdown = (signal) => {
   if (closing) return;
   closing = true;
   console.error(`received ${signal}, shutting down`);
+  mtlsServer.close();
+  mtlsServer.closeAllConnections?.();
   server.close(() => process.exit(0));
   server.closeAllConnections?.();
   setTimeout(() => process.exit(0), 2000).unref();

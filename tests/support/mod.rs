@@ -18,6 +18,8 @@ pub mod auth_server;
 pub mod grpc_echo;
 pub mod hot_path;
 #[cfg(feature = "reqwest")]
+pub mod interop;
+#[cfg(feature = "reqwest")]
 pub mod introspection_api;
 #[cfg(feature = "reqwest")]
 pub mod oidc_provider;
