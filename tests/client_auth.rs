@@ -259,7 +259,7 @@ async fn every_token_request_carries_a_new_assertion_with_the_set_audience_and_l
         .assertion_lifetime(Duration::from_secs(30))
         .build()
         .unwrap();
-    for _ in 0..3 {
+    for _ in 0..100 {
         source.fetch().await.expect("a token");
     }
     let log = server.token_request_log();
@@ -267,7 +267,8 @@ async fn every_token_request_carries_a_new_assertion_with_the_set_audience_and_l
         .iter()
         .map(|r| r.assertion.as_ref().unwrap().jti.clone())
         .collect();
-    assert_eq!(jtis.len(), 3, "3 requests, 3 distinct jti");
+    assert_eq!(log.len(), 100);
+    assert_eq!(jtis.len(), 100, "100 requests, 100 distinct jti");
     assert!(
         log.iter()
             .all(|r| r.assertion.as_ref().unwrap().lifetime_secs == 30)

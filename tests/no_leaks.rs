@@ -31,8 +31,8 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, Tr
 use tower_oauth::endpoint::ResponseParser;
 use tower_oauth::www_authenticate;
 use tower_oauth::{
-    ClientAuth, ClientCredentials, Error, OAuthLayer, Origin, Token, TokenSource, TokenType,
-    source_fn,
+    ClientAuth, ClientCredentials, Error, OAuthLayer, Origin, SigningKey, Token, TokenSource,
+    TokenType, source_fn,
 };
 use tracing::Level;
 
@@ -92,6 +92,7 @@ impl Run {
         let server = AuthServer::start(AuthServerConfig {
             client_id: "client-1".into(),
             client_secret: SECRET.into(),
+            assertion_keys: vec![test_key("p256.pem").public_jwk()],
             ..Default::default()
         })
         .await;
@@ -133,7 +134,50 @@ impl Run {
         };
         run.note_credentials("client-1", SECRET);
         run.note_credentials("client-1", WRONG_SECRET);
+        for key in [
+            "p256.pem",
+            "p256.other.pem",
+            "p256.jwk.json",
+            "rsa.pem",
+            "mtls/client.key",
+        ] {
+            run.note_key_material(key);
+        }
         run
+    }
+
+    /// The private parts of a test key file: each base64 line of a PEM, the private
+    /// members of a JWK.
+    fn note_key_material(&self, name: &str) {
+        let text = std::fs::read_to_string(key_path(name)).unwrap();
+        let mut secrets = lock(&self.secrets);
+        if text.trim_start().starts_with('{') {
+            let jwk: serde_json::Value = serde_json::from_str(&text).unwrap();
+            secrets.push(jwk["d"].as_str().unwrap().to_owned());
+        } else {
+            secrets.extend(
+                text.lines()
+                    .filter(|line| !line.starts_with("-----") && line.len() > 20)
+                    .map(str::to_owned),
+            );
+        }
+    }
+
+    /// Notes the client assertion of the server's last token request.
+    fn note_last_assertion(&self) {
+        if let Some(assertion) = self
+            .server
+            .last_token_request()
+            .and_then(|r| r.param("client_assertion").map(str::to_owned))
+        {
+            lock(&self.secrets).push(assertion);
+        }
+    }
+
+    fn builder(&self) -> tower_oauth::endpoint::ClientCredentialsBuilder {
+        ClientCredentials::builder()
+            .token_url(self.server.token_url())
+            .client_id("client-1")
     }
 
     /// The secret in the forms it leaves in: as is, form-urlencoded, and in the `Basic`
@@ -204,6 +248,10 @@ fn steps() -> Vec<(&'static str, Step)> {
         ("Redis down, local fallback", redis_fallback),
         ("wrong secret", wrong_secret),
         ("client_secret_post", client_secret_post),
+        ("private_key_jwt", private_key_jwt),
+        ("client_secret_jwt", client_secret_jwt),
+        ("assertion file", assertion_file),
+        ("mutual TLS", mutual_tls),
         ("HTML 500", html_500),
         ("malformed JSON", malformed_json),
         ("temporarily unavailable", temporarily_unavailable),
@@ -341,6 +389,107 @@ fn client_secret_post(run: &Run) -> LocalBoxFuture<'_, ()> {
             .unwrap_err();
         assert!(err.is_token_endpoint(), "{err}");
         run.log_error("client_secret_post, wrong secret", &err);
+    })
+}
+
+fn key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+fn test_key(name: &str) -> SigningKey {
+    SigningKey::from_pem(std::fs::read(key_path(name)).unwrap()).unwrap()
+}
+
+fn private_key_jwt(run: &Run) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        let key =
+            SigningKey::from_jwk(&std::fs::read_to_string(key_path("p256.jwk.json")).unwrap())
+                .unwrap();
+        tracing::info!(?key, "signing key");
+        let source = run.builder().private_key(key).build().unwrap();
+        tracing::info!(?source, "source");
+        let token = source.fetch().await.unwrap();
+        run.note_last_assertion();
+        run.note_token(&token);
+        tracing::info!(?token, "fetched with private_key_jwt");
+        let wrong = run
+            .builder()
+            .private_key(test_key("p256.other.pem"))
+            .build()
+            .unwrap();
+        let err = wrong.fetch().await.unwrap_err();
+        run.note_last_assertion();
+        assert_eq!(
+            err.token_endpoint_error().unwrap().error(),
+            "invalid_client"
+        );
+        run.log_error("private_key_jwt, wrong key", &err);
+    })
+}
+
+fn client_secret_jwt(run: &Run) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        for (secret, ok) in [(SECRET, true), (WRONG_SECRET, false)] {
+            let source = run
+                .builder()
+                .client_secret(secret)
+                .auth_method(ClientAuth::ClientSecretJwt)
+                .build()
+                .unwrap();
+            let result = source.fetch().await;
+            run.note_last_assertion();
+            match result {
+                Ok(token) if ok => run.note_token(&token),
+                Err(err) if !ok => run.log_error("client_secret_jwt, wrong secret", &err),
+                other => panic!("client_secret_jwt: {other:?}"),
+            }
+        }
+    })
+}
+
+fn assertion_file(run: &Run) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        let dir = std::env::temp_dir().join(format!("tower-oauth-leaks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A token the server refuses (not a JWT it can verify), and one that is not a JWT.
+        let refused = dir.join("refused");
+        let refused_jwt =
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjbGllbnQtMSJ9.c2lnbmF0dXJlLW9mLWEtbGVhaw";
+        std::fs::write(&refused, refused_jwt).unwrap();
+        let malformed = dir.join("malformed");
+        std::fs::write(&malformed, "assertion-that-must-not-leak").unwrap();
+        {
+            let mut secrets = lock(&run.secrets);
+            secrets.push(refused_jwt.to_owned());
+            secrets.push("assertion-that-must-not-leak".to_owned());
+        }
+        for path in [&refused, &malformed] {
+            let layer = OAuthLayer::new(run.builder().client_assertion_file(path).build().unwrap());
+            let err = layer.cache().token().await.unwrap_err();
+            run.log_error("assertion file", &err);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+}
+
+fn mutual_tls(run: &Run) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        // The plain-http test server cannot do TLS: a transport error, logged.
+        let source = ClientCredentials::builder()
+            .token_url(format!("https://{}/token", run.server.addr()))
+            .client_id("client-1")
+            .client_certificate(
+                std::fs::read(key_path("mtls/client.pem")).unwrap(),
+                std::fs::read(key_path("mtls/client.key")).unwrap(),
+            )
+            .build()
+            .unwrap();
+        tracing::info!(?source, "mutual-TLS source");
+        let err = source.fetch().await.unwrap_err();
+        assert!(err.is_transport(), "{err}");
+        run.log_error("mutual TLS", &err);
     })
 }
 
