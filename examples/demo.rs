@@ -31,7 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_oauth::{ClientAuth, ClientCredentials, OAuthLayer};
+use tower_oauth::{ClientAuth, ClientCredentials, OAuthLayer, SigningKey};
 
 use auth_server::{AuthServer, AuthServerConfig};
 
@@ -44,7 +44,11 @@ load (both modes):
   --concurrency C    concurrent tasks (default 64)
   --margin-ms M      refresh margin in ms (default: a fifth of the token lifetime
                      in-process, the layer's default against a real server)
-  --auth basic|post  client authentication (default basic)
+  --auth basic|post|private_key_jwt
+                     client authentication (default basic); private_key_jwt signs
+                     each token request's assertion with --key
+  --key FILE         the private key (PEM or JWK) for private_key_jwt (default, with
+                     the in-process server: tests/keys/p256.pem)
 
 in-process server (the default):
   --lifetime L       token lifetime in seconds (default 5, less for --seconds under 12
@@ -59,7 +63,8 @@ real server (all three together; the secret comes from OAUTH_CLIENT_SECRET):
 struct Remote {
     token_url: String,
     client_id: String,
-    client_secret: String,
+    /// Not needed for `private_key_jwt`.
+    client_secret: Option<String>,
     api_url: String,
 }
 
@@ -71,6 +76,8 @@ struct Args {
     /// `None`: the layer's default (against a real server, whose lifetimes we don't know).
     margin: Option<Duration>,
     auth: ClientAuth,
+    /// For `private_key_jwt`.
+    key: Option<SigningKey>,
     scope: Option<String>,
     /// RFC 8707 resource indicator for the token request.
     resource: Option<String>,
@@ -85,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
     let mut lifetime = None;
     let mut margin_ms = None;
     let mut auth = ClientAuth::ClientSecretBasic;
+    let mut key_file = None;
     let mut scope = None;
     let mut resource = None;
     let mut revoke = None;
@@ -103,9 +111,15 @@ fn parse_args() -> Result<Args, String> {
                 auth = match value()?.as_str() {
                     "basic" => ClientAuth::ClientSecretBasic,
                     "post" => ClientAuth::ClientSecretPost,
-                    other => return Err(format!("--auth: expected basic or post, got {other}")),
+                    "private_key_jwt" => ClientAuth::PrivateKeyJwt,
+                    other => {
+                        return Err(format!(
+                            "--auth: expected basic, post or private_key_jwt, got {other}"
+                        ));
+                    }
                 }
             }
+            "--key" => key_file = Some(value()?),
             "--scope" => scope = Some(value()?),
             "--resource" => resource = Some(value()?),
             "--no-revoke" => revoke = Some(false),
@@ -126,8 +140,11 @@ fn parse_args() -> Result<Args, String> {
             token_url,
             client_id,
             api_url,
-            client_secret: std::env::var("OAUTH_CLIENT_SECRET")
-                .map_err(|_| "set OAUTH_CLIENT_SECRET for --token-url".to_owned())?,
+            client_secret: match std::env::var("OAUTH_CLIENT_SECRET") {
+                Ok(secret) => Some(secret),
+                Err(_) if auth == ClientAuth::PrivateKeyJwt => None,
+                Err(_) => return Err("set OAUTH_CLIENT_SECRET for --token-url".to_owned()),
+            },
         }),
         _ => return Err("--token-url, --client-id and --api-url go together".into()),
     };
@@ -140,6 +157,18 @@ fn parse_args() -> Result<Args, String> {
             return Err("--api-url must be an http:// URL (the demo's client has no TLS)".into());
         }
     }
+    let key = match (auth, key_file, &remote) {
+        (ClientAuth::PrivateKeyJwt, Some(file), _) => Some(read_key(&file)?),
+        (ClientAuth::PrivateKeyJwt, None, None) => Some(read_key(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/p256.pem"
+        ))?),
+        (ClientAuth::PrivateKeyJwt, None, Some(_)) => {
+            return Err("--auth private_key_jwt needs --key with --token-url".into());
+        }
+        (_, Some(_), _) => return Err("--key goes with --auth private_key_jwt".into()),
+        (_, None, _) => None,
+    };
     // Keep several token lifetimes within the run: 5 s for the default 12 s run, scaled
     // down (to at least 1 s, the smallest `expires_in`) for shorter runs.
     let lifetime = lifetime.unwrap_or_else(|| (seconds / 2.4).round().clamp(1.0, 5.0) as u64);
@@ -155,12 +184,24 @@ fn parse_args() -> Result<Args, String> {
         lifetime,
         margin,
         auth,
+        key,
         scope,
         resource,
         // Revoking mid-run needs the in-process server; it is on unless --no-revoke.
         revoke: remote.is_none() && revoke.unwrap_or(true),
         remote,
     })
+}
+
+/// A `private_key_jwt` key from a PEM or JWK file.
+fn read_key(path: &str) -> Result<SigningKey, String> {
+    let text = std::fs::read(path).map_err(|e| format!("--key {path}: {e}"))?;
+    let key = if text.trim_ascii_start().starts_with(b"{") {
+        SigningKey::from_jwk(&String::from_utf8_lossy(&text))
+    } else {
+        SigningKey::from_pem(&text)
+    };
+    key.map_err(|e| format!("--key {path}: {e}"))
 }
 
 fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -201,13 +242,14 @@ async fn main() -> ExitCode {
                 client_secret: "demo-secret".into(),
                 expires_in: args.lifetime,
                 scopes: vec!["api.read".into()],
+                assertion_keys: args.key.iter().map(SigningKey::public_jwk).collect(),
                 ..Default::default()
             })
             .await;
             let target = Remote {
                 token_url: server.token_url(),
                 client_id: server.config().client_id.clone(),
-                client_secret: server.config().client_secret.clone(),
+                client_secret: Some(server.config().client_secret.clone()),
                 api_url: server.api_url(),
             };
             args.scope.get_or_insert_with(|| "api.read".into());
@@ -219,8 +261,11 @@ async fn main() -> ExitCode {
     let mut source = ClientCredentials::builder()
         .token_url(target.token_url)
         .client_id(target.client_id)
-        .client_secret(target.client_secret)
         .auth_method(args.auth);
+    match args.key.take() {
+        Some(key) => source = source.private_key(key),
+        None => source = source.client_secret(target.client_secret.unwrap_or_default()),
+    }
     if let Some(scope) = &args.scope {
         source = source.scope(scope.as_str());
     }

@@ -6,6 +6,8 @@
 #   bash tests/interop/demo.sh                          # 2,000 requests over 12 s
 #   bash tests/interop/demo.sh --seconds 3 --requests 600   # extra args go to the demo
 #   TOKEN_TTL=10 bash tests/interop/demo.sh             # token lifetime, default 5 s
+#   AUTH=private_key_jwt bash tests/interop/demo.sh     # client pkjwt-es256, signed with
+#                                                       # tests/keys/p256.pem
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -53,7 +55,18 @@ API="$(wait_for "$WORK/api.out" '^API \(http:.*\)$')"
 
 echo "# provider $ISSUER (tokens live $TTL s), API $API"
 cd "$ROOT"
-OAUTH_CLIENT_SECRET=basic-secret-1 cargo run -q --example demo -- \
-  --token-url "$ISSUER/token" --client-id basic-client --api-url "$API" \
+case "${AUTH:-basic}" in
+  basic)
+    export OAUTH_CLIENT_SECRET=basic-secret-1
+    CLIENT=(--client-id basic-client)
+    ;;
+  private_key_jwt)
+    unset OAUTH_CLIENT_SECRET
+    CLIENT=(--client-id pkjwt-es256 --auth private_key_jwt --key "$ROOT/tests/keys/p256.pem")
+    ;;
+  *) echo "AUTH must be basic or private_key_jwt" >&2; exit 2 ;;
+esac
+cargo run -q --example demo -- \
+  --token-url "$ISSUER/token" "${CLIENT[@]}" --api-url "$API" \
   --scope api.read --resource https://api.example.test \
   --requests 2000 --seconds 12 "$@"
