@@ -65,15 +65,16 @@
 //! # }
 //! ```
 //!
-//! # Where new mechanisms go
+//! # Where the mechanisms are
 //!
-//! This module is where the token endpoint's other client authentication methods and
-//! grants belong, next to the ones above: `private_key_jwt` client assertions (RFC 7523
-//! section 2.2, RFC 7521), DPoP proofs bound to the token request (RFC 9449), and token
-//! exchange (RFC 8693). Each is a file of its own (one type or mechanism a file), a
-//! variant or a name of [`ClientAuth`] where it is a client authentication method, and
-//! reuses what the others share: the response parser, the https-or-loopback rule, the
-//! size-limited body reader and the redaction of echoed credentials.
+//! One type or mechanism a file: `auth.rs` ([`ClientAuth`], the RFC 7591 names),
+//! `signing_key.rs` ([`SigningKey`], keys for RFC 7523 assertions, on jsonwebtoken),
+//! `assertion.rs` (where a `client_assertion` comes from: a key, the secret, a file, a
+//! closure), `mtls.rs` (the RFC 8705 client certificate), `client_credentials.rs` (the
+//! grant and its token request), `builder.rs`, `discovery.rs`, `env.rs`, `response.rs`
+//! (token responses) and `http.rs` (the https-or-loopback rule, the size-limited body
+//! reader). DPoP proofs (RFC 9449) and token exchange (RFC 8693) go here next, reusing the
+//! signing key, the response parser and the redaction of echoed credentials.
 
 mod auth;
 mod response;
