@@ -16,7 +16,7 @@ use http::Request as HttpRequest;
 use support::auth_server::{AuthMethod, AuthServer};
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_oauth::endpoint::{AuthorizationServerMetadata, MAX_METADATA_LEN};
-use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer};
+use tower_oauth::{ClientAuth, ClientCredentials, Error, OAuthLayer, TokenSource};
 
 const RFC8414: &str = "/.well-known/oauth-authorization-server";
 const OPENID: &str = "/.well-known/openid-configuration";
@@ -452,4 +452,99 @@ fn from_env_reads_the_process_environment() {
         "child failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_method_follows_the_material_and_assertions_are_for_the_issuer() {
+    let key = tower_oauth::SigningKey::from_pem(
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/p256.pem")).unwrap(),
+    )
+    .unwrap();
+    let (meta, issuer) = Meta::start().await;
+    let server = support::auth_server::AuthServer::start(support::auth_server::AuthServerConfig {
+        assertion_keys: vec![key.public_jwk()],
+        assertion_audience: Some(issuer.clone()),
+        ..Default::default()
+    })
+    .await;
+    meta.set(
+        RFC8414,
+        doc(
+            &issuer,
+            &server.token_url(),
+            Some(&["client_secret_basic", "private_key_jwt"]),
+        ),
+    );
+    let with_key = || {
+        ClientCredentials::builder()
+            .issuer(&issuer)
+            .client_id("demo")
+            .private_key(key.clone())
+    };
+    let source = with_key().discover().await.unwrap().build().unwrap();
+    assert_eq!(source.auth_method(), ClientAuth::PrivateKeyJwt);
+    assert_eq!(source.assertion_audience(), issuer);
+    source
+        .fetch()
+        .await
+        .expect("the server takes an assertion for its issuer");
+    assert_eq!(
+        server.last_token_request().unwrap().auth_method,
+        Some(AuthMethod::Assertion)
+    );
+
+    // A server that lists no method for the material: a discovery error naming both lists.
+    meta.set(
+        RFC8414,
+        doc(&issuer, &server.token_url(), Some(&["client_secret_basic"])),
+    );
+    let err = with_key().discover().await.unwrap_err();
+    assert!(err.is_discovery(), "{err}");
+    assert!(
+        err.to_string().contains("private_key_jwt")
+            && err.to_string().contains("client_secret_basic"),
+        "{err}"
+    );
+
+    // Mutual TLS: the `mtls_endpoint_aliases` token endpoint, when it is https.
+    let mut document: serde_json::Value = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": server.token_url(),
+        "token_endpoint_auth_methods_supported": ["tls_client_auth"],
+        "mtls_endpoint_aliases": { "token_endpoint": "https://mtls.idp.example/token" },
+    });
+    meta.set(RFC8414, Doc::Json(document.to_string()));
+    let chain = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/mtls/client.pem"
+    ))
+    .unwrap();
+    let cert_key = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/mtls/client.key"
+    ))
+    .unwrap();
+    let mtls = || {
+        ClientCredentials::builder()
+            .issuer(&issuer)
+            .client_id("demo")
+            .client_certificate(chain.clone(), cert_key.clone())
+    };
+    let source = mtls().discover().await.unwrap().build().unwrap();
+    assert_eq!(source.auth_method(), ClientAuth::TlsClientAuth);
+    assert_eq!(
+        source.token_url().as_str(),
+        "https://mtls.idp.example/token"
+    );
+    // A secret client keeps the plain token endpoint.
+    document["token_endpoint_auth_methods_supported"] =
+        serde_json::json!(["tls_client_auth", "client_secret_basic"]);
+    meta.set(RFC8414, Doc::Json(document.to_string()));
+    let source = builder(&issuer).discover().await.unwrap().build().unwrap();
+    assert_eq!(source.token_url().as_str(), server.token_url());
+    // An alias that is not https is left out.
+    document["mtls_endpoint_aliases"]["token_endpoint"] = "http://mtls.idp.example/token".into();
+    meta.set(RFC8414, Doc::Json(document.to_string()));
+    let source = mtls().discover().await.unwrap().build().unwrap();
+    assert_eq!(source.token_url().as_str(), server.token_url());
 }
