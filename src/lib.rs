@@ -109,13 +109,14 @@ pub mod recover;
 pub mod reqwest_service;
 pub mod source;
 pub mod store;
+pub mod subject;
 pub mod token;
 pub mod www_authenticate;
 
 pub use cache::TokenCache;
 pub use endpoint::ClientAuth;
 #[cfg(feature = "reqwest")]
-pub use endpoint::{ClientCredentials, SigningKey};
+pub use endpoint::{ClientCredentials, SigningKey, TokenExchange};
 pub use error::{Error, TokenEndpointError};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::OAuthMiddleware;
@@ -127,6 +128,7 @@ pub use reqwest_service::ReqwestService;
 /// `secrecy` dependency of your own.
 pub use secrecy::ExposeSecret;
 pub use source::{TokenSource, source_fn};
+pub use subject::{SubjectKey, SubjectToken};
 pub use token::{Token, TokenType};
 
 /// The code blocks of README.md, compiled as doctests so that they stay true.

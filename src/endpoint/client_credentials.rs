@@ -101,8 +101,20 @@ impl ClientCredentials {
     /// One token request; for an assertion file that changed after an `invalid_client`,
     /// one more with the file read again.
     async fn request_token(&self) -> Result<Token, Error> {
+        self.request_grant(&[("grant_type", "client_credentials")], &[])
+            .await
+    }
+
+    /// One token request of `grant` (its `grant_type` and parameters, before the source's
+    /// `scope`, `audience`, `resource`...), with this source's client authentication;
+    /// `secrets` (a subject token...) are cut out of any error like the credentials.
+    pub(crate) async fn request_grant(
+        &self,
+        grant: &[(&str, &str)],
+        secrets: &[&str],
+    ) -> Result<Token, Error> {
         let assertion = self.new_assertion().await?;
-        match self.request_with(assertion.as_ref()).await {
+        match self.request_with(grant, secrets, assertion.as_ref()).await {
             Err(e)
                 if e.token_endpoint_error()
                     .is_some_and(|rfc| rfc.error() == "invalid_client")
@@ -116,7 +128,7 @@ impl ClientCredentials {
                      sending the new assertion"
                 );
                 let again = self.new_assertion().await?;
-                self.request_with(again.as_ref()).await
+                self.request_with(grant, secrets, again.as_ref()).await
             }
             result => result,
         }
@@ -137,16 +149,22 @@ impl ClientCredentials {
         }
     }
 
-    async fn request_with(&self, assertion: Option<&Assertion>) -> Result<Token, Error> {
+    async fn request_with(
+        &self,
+        grant: &[(&str, &str)],
+        grant_secrets: &[&str],
+        assertion: Option<&Assertion>,
+    ) -> Result<Token, Error> {
         let issued_at = SystemTime::now();
         let forms = self.credential_forms();
         let mut secrets = vec![forms[0].as_str(), forms[1].as_str(), forms[2].as_str()];
         if let Some(assertion) = assertion {
             secrets.push(assertion.value.as_str());
         }
+        secrets.extend_from_slice(grant_secrets);
         secrets.retain(|s| !s.is_empty());
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 3);
-        form.push(("grant_type", "client_credentials"));
+        form.extend_from_slice(grant);
         form.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut request = self
             .http
@@ -237,7 +255,7 @@ impl ClientCredentials {
             target: "tower_oauth",
             %status,
             expires_in_secs = token.expires_in().as_secs(),
-            "client credentials token issued"
+            "token issued"
         );
         Ok(token.with_issued_at(issued_at))
     }

@@ -95,6 +95,8 @@ mod http;
 mod mtls;
 #[cfg(feature = "reqwest")]
 mod signing_key;
+#[cfg(feature = "reqwest")]
+mod token_exchange;
 
 pub use auth::ClientAuth;
 pub use response::{
@@ -120,3 +122,6 @@ pub use http::DEFAULT_TIMEOUT;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use signing_key::SigningKey;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use token_exchange::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, TokenExchange};

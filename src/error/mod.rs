@@ -82,6 +82,8 @@ pub enum ErrorKind {
     OriginRefused,
     /// No client assertion could be made or read ([`Error::is_client_assertion`]).
     ClientAssertion,
+    /// The request has no key for its token ([`Error::is_missing_key`]).
+    MissingKey,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +124,9 @@ enum Kind {
     /// that cannot sign, an assertion file that is missing, empty, malformed or expired,
     /// a closure of the user's that failed. The message names the file, never its content.
     ClientAssertion(String),
+    /// A [`KeyedLayer`](crate::oauth::keyed::KeyedLayer) that refuses requests without a key
+    /// got one: what the key is (`"subject token"`).
+    MissingKey(&'static str),
 }
 
 impl Error {
@@ -225,6 +230,10 @@ impl Error {
         Error::new(Kind::ClientAssertion(message.into()), source)
     }
 
+    pub(crate) fn missing_key(what: &'static str) -> Error {
+        Error::new(Kind::MissingKey(what), None)
+    }
+
     pub(crate) fn origin_refused(origin: String) -> Error {
         Error::new(Kind::OriginRefused(origin), None)
     }
@@ -286,6 +295,7 @@ impl Error {
             Kind::Store(_) => ErrorKind::Store,
             Kind::OriginRefused(_) => ErrorKind::OriginRefused,
             Kind::ClientAssertion(_) => ErrorKind::ClientAssertion,
+            Kind::MissingKey(_) => ErrorKind::MissingKey,
         }
     }
 
@@ -379,6 +389,14 @@ impl Error {
     /// names the file's path, never its content.
     pub fn is_client_assertion(&self) -> bool {
         matches!(self.inner.kind, Kind::ClientAssertion(_))
+    }
+
+    /// The request carries nothing to choose its token by, and the
+    /// [`KeyedLayer`](crate::oauth::keyed::KeyedLayer) refuses such requests
+    /// ([`refuse_without_key`](crate::oauth::keyed::KeyedLayer::refuse_without_key)): on an
+    /// on-behalf-of route, no caller's bearer token. Nothing was sent.
+    pub fn is_missing_key(&self) -> bool {
+        matches!(self.inner.kind, Kind::MissingKey(_))
     }
 
     /// The RFC 6749 section 5.2 error the token endpoint answered with, if that is what
@@ -484,6 +502,12 @@ impl Error {
             Kind::Discovery { reason, .. } => write!(f, "discovery failed: {reason}"),
             Kind::Store(reason) => write!(f, "token store: {reason}"),
             Kind::ClientAssertion(message) => write!(f, "client assertion: {message}"),
+            Kind::MissingKey(what) => {
+                write!(
+                    f,
+                    "request refused: it has no {what} to choose its token by"
+                )
+            }
             Kind::OriginRefused(origin) => write!(
                 f,
                 "request for {origin} refused: not an allowed origin for the access token"
@@ -547,6 +571,7 @@ mod tests {
                 Error::client_assertion("the assertion file /x is empty", None),
                 ErrorKind::ClientAssertion,
             ),
+            (Error::missing_key("subject token"), ErrorKind::MissingKey),
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind, "{error}");
@@ -562,6 +587,7 @@ mod tests {
                 ErrorKind::Store => error.is_store(),
                 ErrorKind::OriginRefused => error.is_origin_refused(),
                 ErrorKind::ClientAssertion => error.is_client_assertion(),
+                ErrorKind::MissingKey => error.is_missing_key(),
             };
             assert!(predicate, "{kind:?}");
         }

@@ -127,6 +127,8 @@ pub struct KeyedLayer<K, Sel, Make, S, P = Standard> {
     select: Arc<Sel>,
     make: Arc<Make>,
     slots: Arc<Slots<K, S, P>>,
+    /// `Some(what)`: a request without a key fails with [`Error::is_missing_key`].
+    refuse: Option<&'static str>,
 }
 
 impl<K, Sel, Make, S, P> KeyedLayer<K, Sel, Make, S, P>
@@ -139,7 +141,16 @@ where
             select: Arc::new(select),
             make: Arc::new(make),
             slots: Arc::new(Cache::new(DEFAULT_MAX_SLOTS)),
+            refuse: None,
         }
+    }
+
+    /// Fails a request whose selector gives no key with [`Error::is_missing_key`] (its
+    /// message names `what`, say `"subject token"`) instead of sending it without a
+    /// token: for routes where every request must carry its key.
+    pub fn refuse_without_key(mut self, what: &'static str) -> Self {
+        self.refuse = Some(what);
+        self
     }
 
     /// At most `max` keys (at least 1); the least recently used beyond are evicted. Replaces
@@ -161,6 +172,7 @@ impl<K, Sel, Make, S, P> Clone for KeyedLayer<K, Sel, Make, S, P> {
             select: self.select.clone(),
             make: self.make.clone(),
             slots: self.slots.clone(),
+            refuse: self.refuse,
         }
     }
 }
@@ -180,6 +192,7 @@ impl<K, Sel, Make, S, P> Layer<S> for KeyedLayer<K, Sel, Make, S, P> {
             select: self.select.clone(),
             make: self.make.clone(),
             slots: self.slots.clone(),
+            refuse: self.refuse,
         }
     }
 }
@@ -190,6 +203,7 @@ pub struct Keyed<K, Sel, Make, S, P = Standard> {
     select: Arc<Sel>,
     make: Arc<Make>,
     slots: Arc<Slots<K, S, P>>,
+    refuse: Option<&'static str>,
 }
 
 impl<K, Sel, Make, S: Clone, P> Clone for Keyed<K, Sel, Make, S, P> {
@@ -199,6 +213,7 @@ impl<K, Sel, Make, S: Clone, P> Clone for Keyed<K, Sel, Make, S, P> {
             select: self.select.clone(),
             make: self.make.clone(),
             slots: self.slots.clone(),
+            refuse: self.refuse,
         }
     }
 }
@@ -252,7 +267,10 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let head = RequestHead::of(&req);
         let Some(key) = (self.select)(&head) else {
-            return ResponseFuture::passed(self.inner.call(req));
+            return match self.refuse {
+                Some(what) => ResponseFuture::refused(Error::missing_key(what)),
+                None => ResponseFuture::passed(self.inner.call(req)),
+            };
         };
         let slot = match self.slot(key, &head) {
             Ok(slot) => slot,

@@ -41,6 +41,7 @@ pub mod attach;
 mod future;
 pub mod keyed;
 mod layer;
+pub mod on_behalf_of;
 pub mod per_origin;
 
 use std::fmt;

@@ -211,6 +211,8 @@ struct Inner {
 }
 
 struct IssuedToken {
+    /// The `subject_token` of a token exchange (RFC 8693) it was issued for.
+    subject: Option<String>,
     expires_at: Instant,
     revoked: bool,
     api_requests: usize,
@@ -362,6 +364,15 @@ impl AuthServer {
     }
 
     /// Whether `token` would be accepted by the API right now.
+    /// The subject token a token was exchanged for (RFC 8693), if it was.
+    pub fn subject_of(&self, token: &str) -> Option<String> {
+        self.state
+            .lock()
+            .tokens
+            .get(token)
+            .and_then(|t| t.subject.clone())
+    }
+
     pub fn is_valid(&self, token: &str) -> bool {
         let now = Instant::now();
         self.state
@@ -661,8 +672,30 @@ fn issue_after_auth(
     _record: &mut TokenRequest,
 ) -> Response {
     let config = &state.config;
+    let mut subject = None;
     match single(params, "grant_type") {
         Some("client_credentials") => {}
+        // RFC 8693 section 2.1; a subject token starting with `bad-` is refused.
+        Some("urn:ietf:params:oauth:grant-type:token-exchange") => {
+            let (Some(token), Some("urn:ietf:params:oauth:token-type:access_token")) = (
+                single(params, "subject_token"),
+                single(params, "subject_token_type"),
+            ) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "subject_token and an access_token subject_token_type are required",
+                );
+            };
+            if token.starts_with("bad-") {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the subject token is not acceptable",
+                );
+            }
+            subject = Some(token.to_owned());
+        }
         Some(_) => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -699,6 +732,7 @@ fn issue_after_auth(
         inner.tokens.insert(
             token.clone(),
             IssuedToken {
+                subject,
                 expires_at: Instant::now() + Duration::from_secs(config.expires_in),
                 revoked: false,
                 api_requests: 0,
