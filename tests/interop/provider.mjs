@@ -38,7 +38,15 @@ const RESOURCE_SERVERS = {
     scope: 'api.read api.write',
     accessTokenFormat: 'opaque',
   },
+  'https://billing.example.test': {
+    scope: 'api.read api.write',
+    accessTokenFormat: 'opaque',
+  },
 };
+
+// RFC 8693 token exchange, registered below with provider.registerGrantType.
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 // The protected API's own client; it may introspect any client's tokens.
 const INTROSPECTOR = 'api';
@@ -81,6 +89,11 @@ const clients = [
   keyClient('assertion-file-client', publicJwk('p384.pem', 'ES384')),
   // HS256 with the secret: oidc-provider wants at least 32 bytes for it.
   ccClient('secret-jwt-client', 'a-client-secret-of-more-than-32-bytes', 'client_secret_jwt'),
+  // A gateway that exchanges its callers' tokens (RFC 8693) for its own.
+  {
+    ...ccClient('gateway', 'gateway-secret', 'client_secret_basic'),
+    grant_types: ['client_credentials', TOKEN_EXCHANGE],
+  },
   // RFC 8705 section 2.1: a certificate of the test CA with this DNS name.
   {
     ...ccClient('mtls-client', undefined, 'tls_client_auth'),
@@ -135,6 +148,9 @@ const provider = new Provider(issuer, {
     'private_key_jwt',
     'tls_client_auth',
   ],
+  extraTokenClaims: async (ctx, token) => (
+    token.exchangedFor ? { subject: token.exchangedFor } : undefined
+  ),
   enabledJWA: {
     // oidc-provider's defaults, and ES384 (the assertion-file client's).
     clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'Ed25519', 'EdDSA'],
@@ -196,6 +212,36 @@ const provider = new Provider(issuer, {
     },
   },
 });
+
+// Token exchange (RFC 8693 section 2): the subject token must be an active access token of
+// this provider (a client-credentials token of any client); the new token is the
+// requesting client's, with `subject` (the subject token's client) in its introspection.
+// An unknown or expired subject token is `invalid_grant` (section 2.2.2).
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const { params } = ctx.oidc;
+  if (!params.subject_token) throw new errors.InvalidRequest('subject_token is required');
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const subject = await provider.ClientCredentials.find(params.subject_token);
+  if (!subject || subject.isExpired) throw new errors.InvalidGrant('subject token is not active');
+  const token = new provider.ClientCredentials({
+    client: ctx.oidc.client,
+    scope: params.scope || undefined,
+  });
+  // Read by extraTokenClaims when the token is saved (opaque tokens take their `extra`
+  // from it), then shown by introspection.
+  token.exchangedFor = subject.clientId;
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    ...(token.scope ? { scope: token.scope } : {}),
+  };
+}, ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'scope']);
 
 // What the token endpoint did, for the Rust tests to assert on (GET /_interop/stats):
 // tokens issued per client (counted when oidc-provider saves one), and each POST /token

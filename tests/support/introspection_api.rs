@@ -6,7 +6,8 @@
 //!
 //! `GET|POST /api` and `/api/*`: the token in `Authorization: Bearer <token>` is sent to
 //! the introspection endpoint (authenticated as the API's own client with HTTP Basic).
-//! Active: `200` with the token's introspected `client_id`, `scope` and `aud` as JSON.
+//! Active: `200` with the token's introspected `client_id`, `scope`, `aud` and `subject`
+//! (a token exchanged on behalf of a caller) as JSON.
 //! Inactive: `401` with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
 //! No token: `401` with `WWW-Authenticate: Bearer`. Introspection failing: `502`. Every
 //! request is counted.
@@ -197,6 +198,8 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         "client_id": result["client_id"],
         "scope": result["scope"],
         "aud": result["aud"],
+        // Set by the interop provider's token-exchange grant: whom the token is for.
+        "subject": result["subject"],
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -32,6 +32,10 @@ pub const WEIRD_CLIENT: (&str, &str) = ("weird:client id", "s%cr:t +/=");
 pub const API_CLIENT: (&str, &str) = ("api", "api-secret");
 /// The one resource indicator (RFC 8707) the provider knows.
 pub const RESOURCE: &str = "https://api.example.test";
+/// A second resource indicator the provider knows.
+pub const BILLING_RESOURCE: &str = "https://billing.example.test";
+/// Allowed the token-exchange grant (RFC 8693) besides client credentials.
+pub const GATEWAY_CLIENT: (&str, &str) = ("gateway", "gateway-secret");
 
 /// A running provider; killed on drop.
 pub struct Provider {
