@@ -6,7 +6,7 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `mutex_slot`,
+//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`) or `uri` (a bare
@@ -36,14 +36,15 @@ use std::time::Duration;
 
 use common::{
     MutexSlotLayer, Noop, RwLockSlotLayer, bare, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay, oauth_layer_off,
-    per_origin_layer, post, static_header_layer, streaming_body, to_third_origin, warm,
+    instant_fetch, keyed_layer, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay,
+    oauth_layer_off, per_origin_layer, post, static_header_layer, streaming_body, to_third_origin,
+    warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|per_origin|mutex_slot|rwlock_slot> \
+const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|per_origin|keyed|mutex_slot|rwlock_slot> \
                      <empty|full|streaming|post|uri> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
@@ -143,6 +144,12 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
         "per_origin" => {
             rt.block_on(async {
                 let layer = per_origin_layer().await;
+                drive(layer.layer(Noop), request, n).await
+            });
+        }
+        "keyed" => {
+            rt.block_on(async {
+                let layer = keyed_layer().await;
                 drive(layer.layer(Noop), request, n).await
             });
         }

@@ -60,10 +60,11 @@ for line in sys.stdin:
   trap 'rm -rf "$tmp"' EXIT
   echo "{" > "$tmp/instructions.json"
   first=1
-  # The `uri` request (to the third of three origins) also through the per-origin layer.
+  # The `uri` request (to the third of three origins) also through the per-origin and keyed
+  # layers.
   for body in empty full streaming post uri; do
     stacks="floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
-    [ "$body" = uri ] && stacks="static_header oauth per_origin"
+    [ "$body" = uri ] && stacks="static_header oauth per_origin keyed"
     for stack in $stacks; do
       totals=()
       for n in "$N1" "$N2"; do

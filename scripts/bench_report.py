@@ -22,7 +22,7 @@ import sys
 BEGIN = "<!-- BEGIN GENERATED (scripts/bench.sh) -->"
 END = "<!-- END GENERATED -->"
 
-STACKS = ["floor", "static_header", "oauth", "oauth_off", "oauth_attach", "oauth_no_replay", "per_origin", "mutex_slot", "rwlock_slot"]
+STACKS = ["floor", "static_header", "oauth", "oauth_off", "oauth_attach", "oauth_no_replay", "per_origin", "keyed", "mutex_slot", "rwlock_slot"]
 STACK_NAMES = {
     "floor": "no middleware (floor)",
     "no_header": "no middleware",
@@ -32,6 +32,7 @@ STACK_NAMES = {
     "oauth_attach": "`Attach<S>` (`OAuthLayer::without_recovery()`)",
     "oauth_no_replay": "`OAuth<S>`, `replay(false)`",
     "per_origin": "`PerOriginLayer`, 3 routes, the request for the third",
+    "keyed": "`KeyedLayer`, a key per origin of the same 3 (selector on the authority)",
     "mutex_slot": "hand-written `Arc<Mutex<Token>>` slot",
     "rwlock_slot": "hand-written `Arc<RwLock<Token>>` slot",
 }
@@ -175,15 +176,17 @@ def hot_path(results, instructions):
                 f"| {ins_cell} | {ins_added} | {ins_ratio} |"
             )
         out.append("")
-    one, keyed = instructions.get("uri/oauth"), instructions.get("uri/per_origin")
-    if one and keyed:
-        share = keyed / one - 1
-        out.append(
-            f"**`PerOriginLayer` (3 origins) over the single-token `OAuth<S>`, same request:** "
-            f"{keyed - one:+.0f} instructions, {100 * share:+.1f}% (target ≤ "
-            f"{100 * PER_ORIGIN_TARGET:.0f}%: {verdict(share <= PER_ORIGIN_TARGET)})"
-        )
-        out.append("")
+    one = instructions.get("uri/oauth")
+    for stack, what in [("per_origin", "`PerOriginLayer` (3 origins)"), ("keyed", "`KeyedLayer` (3 keys)")]:
+        keyed = instructions.get(f"uri/{stack}")
+        if one and keyed:
+            share = keyed / one - 1
+            out.append(
+                f"**{what} over the single-token `OAuth<S>`, same request:** "
+                f"{keyed - one:+.0f} instructions, {100 * share:+.1f}% (target ≤ "
+                f"{100 * PER_ORIGIN_TARGET:.0f}%: {verdict(share <= PER_ORIGIN_TARGET)})"
+            )
+            out.append("")
     summary = []
     for body, stack, what, ratio_max, added_max in HOT_PATH_TARGETS:
         r = results.get(f"hot_path/{body}/{stack}")

@@ -12,9 +12,9 @@ pub mod support;
 
 #[allow(unused_imports)] // each bench uses a part
 pub use support::hot_path::{
-    LIFETIME, Noop, Streaming, TOKEN, bare, bearer_value, empty_body, full_body, oauth_layer,
-    oauth_layer_no_replay, oauth_layer_off, per_origin_layer, post, post_to, static_header_layer,
-    streaming_body, to_third_origin, token_source, warm,
+    LIFETIME, Noop, Streaming, TOKEN, bare, bearer_value, empty_body, full_body, keyed_layer,
+    oauth_layer, oauth_layer_no_replay, oauth_layer_off, per_origin_layer, post, post_to,
+    static_header_layer, streaming_body, to_third_origin, token_source, warm,
 };
 
 use std::sync::Arc;

@@ -139,6 +139,36 @@ pub async fn per_origin_layer() -> tower_oauth::PerOriginLayer {
     layer
 }
 
+/// The selector of [`keyed_layer`]: the index of the request's host in [`ORIGINS`].
+pub type KeyedSelect = fn(&tower_oauth::oauth::keyed::RequestHead<'_>) -> Option<u8>;
+/// The maker of [`keyed_layer`]: a layer over an in-process source.
+pub type KeyedMake =
+    fn(&u8, &tower_oauth::oauth::keyed::RequestHead<'_>) -> Result<OAuthLayer, tower_oauth::Error>;
+/// A [`KeyedLayer`](tower_oauth::oauth::keyed::KeyedLayer) over [`Noop`] keyed by origin.
+pub type KeyedOrigins = tower_oauth::oauth::keyed::KeyedLayer<u8, KeyedSelect, KeyedMake, Noop>;
+
+/// A [`KeyedLayer`](tower_oauth::oauth::keyed::KeyedLayer) with one key per origin of
+/// [`ORIGINS`] (the host's index, no allocation), each key's token warm.
+pub async fn keyed_layer() -> KeyedOrigins {
+    use tower::{Layer, ServiceExt};
+    // The authority as it is (no port, no userinfo in these URIs): no parsing of the host.
+    let select: KeyedSelect = |head| {
+        let authority = head.uri().authority()?.as_str();
+        ORIGINS
+            .iter()
+            .position(|o| o.as_bytes().get(8..) == Some(authority.as_bytes()))
+            .map(|i| i as u8)
+    };
+    let make: KeyedMake = |_, _| Ok(oauth_layer(Arc::new(AtomicUsize::new(0))));
+    let layer = tower_oauth::oauth::keyed::KeyedLayer::new(select, make);
+    for origin in ORIGINS {
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.uri_mut() = format!("{origin}/warm").parse().expect("uri");
+        layer.layer(Noop).oneshot(request).await.expect("warm");
+    }
+    layer
+}
+
 /// The realistic request: `POST /v1/orders` with `content-type: application/json`,
 /// `accept: application/json` and `user-agent: bench/1.0`, and the JSON [`full_body`].
 pub fn post() -> impl Fn() -> Request<Full<Bytes>> + Clone + Send + Sync + 'static {
