@@ -25,6 +25,13 @@
 //! `content-length` says so, so the buffer passes it through at once) in chunks, each chunk
 //! after the first only once the upstream has received the first one. A gateway that held
 //! the body back would never let the first chunk through, and the upload would fail.
+//!
+//! `/obo/*` is the on-behalf-of route (RFC 8693 token exchange): there the caller's
+//! `Authorization: Bearer` is the subject token. `SubjectTokenLayer` takes it out of the
+//! request, and `on_behalf_of` exchanges it for a token of the upstream's, one per caller
+//! (keyed by a SHA-256 of the caller's token, at most 1,000 callers held), kept until it
+//! expires. Two callers never get each other's token; a request without a bearer token is
+//! refused with 401 and nothing is sent upstream.
 #[path = "../tests/support/auth_server.rs"]
 mod auth_server;
 
@@ -48,8 +55,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_oauth::body::{BufferBody, BufferBodyLayer, ReplayBody};
+use tower_oauth::oauth::on_behalf_of::{SubjectTokenLayer, on_behalf_of};
 use tower_oauth::{ClientCredentials, OAuth, OAuthLayer};
 
 use auth_server::{AuthServer, AuthServerConfig};
@@ -62,6 +71,9 @@ const CLIENT_AUTHORIZATION: &str = "Bearer users-own-session-token";
 struct Gateway {
     upstream: String,
     client: BufferBody<OAuth<Client<HttpConnector, ReplayBody>>>,
+    /// `/obo/*`: the caller's token exchanged for one of the upstream's.
+    on_behalf_of:
+        BoxCloneSyncService<http::Request<Body>, http::Response<hyper::body::Incoming>, BoxError>,
 }
 
 /// Headers that describe the client's connection or the client itself, not the request
@@ -89,13 +101,30 @@ fn strip(headers: &mut HeaderMap) {
 
 /// `/api/<rest>` -> `<upstream>/<rest>`, body streamed both ways.
 async fn forward(State(gateway): State<Gateway>, req: Request) -> Response {
+    let client = gateway.client.clone();
+    relay(&gateway, "/api", req, |request| client.oneshot(request)).await
+}
+
+/// `/obo/<rest>` -> `<upstream>/<rest>` with a token exchanged for the caller's.
+async fn forward_on_behalf_of(State(gateway): State<Gateway>, req: Request) -> Response {
+    let client = gateway.on_behalf_of.clone();
+    relay(&gateway, "/obo", req, |request| client.oneshot(request)).await
+}
+
+async fn relay<B, F, Fut>(gateway: &Gateway, prefix: &str, req: Request, send: F) -> Response
+where
+    F: FnOnce(http::Request<Body>) -> Fut,
+    Fut: Future<Output = Result<http::Response<B>, BoxError>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = req.into_parts();
     let rest = parts
         .uri
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/")
-        .strip_prefix("/api")
+        .strip_prefix(prefix)
         .unwrap_or("/");
     let Ok(uri) = format!("{}{rest}", gateway.upstream).parse::<Uri>() else {
         return (StatusCode::BAD_REQUEST, "bad path").into_response();
@@ -105,11 +134,30 @@ async fn forward(State(gateway): State<Gateway>, req: Request) -> Response {
     strip(&mut parts.headers);
     let request = http::Request::from_parts(parts, body);
 
-    match gateway.client.oneshot(request).await {
+    match send(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            Response::from_parts(parts, Body::new(body.map_err(Into::into)))
+        }
+        // On /obo: the caller sent no bearer token to act for.
+        Err(e)
+            if e.downcast_ref::<tower_oauth::Error>()
+                .is_some_and(|e| e.is_missing_key()) =>
+        {
+            (StatusCode::UNAUTHORIZED, "a bearer token is required").into_response()
+        }
+        // On /obo: the authorization server refused the caller's token.
+        Err(e)
+            if e.downcast_ref::<tower_oauth::Error>()
+                .and_then(|e| e.token_endpoint_error())
+                .is_some_and(|rfc| rfc.error() == "invalid_grant") =>
+        {
+            (
+                StatusCode::UNAUTHORIZED,
+                "the caller's token is not accepted",
+            )
+                .into_response()
         }
         // No token for the upstream: say so, without the details (they are logged).
         Err(e) if e.downcast_ref::<tower_oauth::Error>().is_some() => {
@@ -153,12 +201,19 @@ fn healthz(cache: &tower_oauth::TokenCache) -> (StatusCode, String) {
 async fn start_gateway(upstream: String, token_source: ClientCredentials) -> SocketAddr {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     // A gateway must never forward its caller's `Authorization`: the layer overwrites it.
-    let oauth = OAuthLayer::builder(token_source)
+    let oauth = OAuthLayer::builder(token_source.clone())
         .overwrite_authorization()
         .build();
     let cache = oauth.cache().clone();
+    let on_behalf_of = ServiceBuilder::new()
+        .layer(BoxCloneSyncService::layer())
+        .layer(BufferBodyLayer::new(16 * 1024))
+        .layer(SubjectTokenLayer::new())
+        .layer(on_behalf_of(token_source))
+        .service(client.clone());
     let gateway = Gateway {
         upstream,
+        on_behalf_of,
         // Bodies of up to 16 KiB are kept, so a request the upstream answers 401 to is
         // sent again with a new token; larger ones stream through.
         client: ServiceBuilder::new()
@@ -168,6 +223,7 @@ async fn start_gateway(upstream: String, token_source: ClientCredentials) -> Soc
     };
     let app = Router::new()
         .route("/api/{*rest}", any(forward))
+        .route("/obo/{*rest}", any(forward_on_behalf_of))
         .route(
             "/healthz",
             get(move || {
@@ -200,6 +256,8 @@ fn who(upstream: &Upstream, headers: &HeaderMap) -> serde_json::Value {
         .and_then(|v| v.to_str().ok());
     let token = authorization.and_then(|v| v.strip_prefix("Bearer "));
     serde_json::json!({
+        // A token exchanged on behalf of a caller: that caller's token (demo tokens only).
+        "on_behalf_of": token.and_then(|t| upstream.auth.subject_of(t)),
         "clients_authorization_forwarded": authorization == Some(CLIENT_AUTHORIZATION),
         "valid_token_from_the_authorization_server":
             token.is_some_and(|t| upstream.auth.is_valid(t)),
@@ -319,8 +377,10 @@ async fn main() -> ExitCode {
     }
 
     match exercise(gateway, first_chunk, &auth).await {
-        Ok(()) if auth.token_requests() == 2 => {
-            println!("token requests         2 (the first, and one after the revocation)");
+        Ok(()) if auth.token_requests() == 4 => {
+            println!(
+                "token requests         4 (the first, one after the revocation, one exchange for each of 2 callers)"
+            );
             println!("result                 OK");
             ExitCode::SUCCESS
         }
@@ -427,7 +487,28 @@ async fn exercise(
         return Err("the 401 after the revocation was not replayed".into());
     }
 
-    // 4. Only /api/* is forwarded.
+    // 4. On behalf of two callers: each gets a token exchanged for its own, once.
+    for round in 0..2 {
+        for caller in ["alice-session", "bob-session"] {
+            let request = http::Request::get(format!("http://{gateway}/obo/whoami"))
+                .header(header::AUTHORIZATION, format!("Bearer {caller}"))
+                .body(empty())?;
+            let (status, body) = send(&client, request).await?;
+            println!("GET  /obo/whoami  as {caller} (round {round})\n  -> {status} {body}");
+            let body: serde_json::Value = serde_json::from_str(&body)?;
+            if status != StatusCode::OK || body["on_behalf_of"] != caller {
+                return Err("the upstream did not get a token exchanged for this caller".into());
+            }
+        }
+    }
+    let request = http::Request::get(format!("http://{gateway}/obo/whoami")).body(empty())?;
+    let (status, _) = send(&client, request).await?;
+    println!("GET  /obo/whoami  without a bearer token -> {status}");
+    if status != StatusCode::UNAUTHORIZED {
+        return Err("a request without a caller's token was not refused".into());
+    }
+
+    // 5. Only /api/* and /obo/* are forwarded.
     let request = http::Request::get(format!("http://{gateway}/elsewhere")).body(empty())?;
     let (status, _) = send(&client, request).await?;
     println!("GET  /elsewhere  -> {status} (not forwarded)");
