@@ -252,6 +252,7 @@ fn steps() -> Vec<(&'static str, Step)> {
         ("client_secret_jwt", client_secret_jwt),
         ("assertion file", assertion_file),
         ("mutual TLS", mutual_tls),
+        ("token exchange", token_exchange),
         ("HTML 500", html_500),
         ("malformed JSON", malformed_json),
         ("temporarily unavailable", temporarily_unavailable),
@@ -490,6 +491,26 @@ fn mutual_tls(run: &Run) -> LocalBoxFuture<'_, ()> {
         let err = source.fetch().await.unwrap_err();
         assert!(err.is_transport(), "{err}");
         run.log_error("mutual TLS", &err);
+    })
+}
+
+fn token_exchange(run: &Run) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        let client = run.builder().client_secret(SECRET).build().unwrap();
+        let good = "subject-token-that-must-not-leak";
+        let bad = "bad-subject-token-that-must-not-leak";
+        lock(&run.secrets).extend([good.to_owned(), bad.to_owned()]);
+        let source = client.token_exchange(tower_oauth::SubjectToken::new(good));
+        tracing::info!(?source, identity = %source.identity().unwrap(), "token exchange source");
+        let token = source.fetch().await.unwrap();
+        run.note_token(&token);
+        let err = client
+            .token_exchange(tower_oauth::SubjectToken::new(bad))
+            .fetch()
+            .await
+            .unwrap_err();
+        assert_eq!(err.token_endpoint_error().unwrap().error(), "invalid_grant");
+        run.log_error("token exchange, refused subject", &err);
     })
 }
 

@@ -166,6 +166,51 @@ where
     }
 }
 
+/// The selector of [`KeyedLayer::by_extension`].
+pub type ExtensionSelector<K> = fn(&RequestHead<'_>) -> Option<K>;
+
+impl<K, Make, S, P> KeyedLayer<K, ExtensionSelector<K>, Make, S, P>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// The ready-made selector for a key the application puts in the request's extensions
+    /// (a tenant id, a user): the request's `K`, cloned; a request without one gets no
+    /// token (or, with [`refuse_without_key`](Self::refuse_without_key), an error).
+    ///
+    /// ```
+    /// use http::{Request, Response, header::AUTHORIZATION};
+    /// use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+    /// use tower_oauth::oauth::keyed::{KeyedLayer, RequestHead};
+    /// use tower_oauth::{source_fn, OAuthLayer, Token};
+    ///
+    /// #[derive(Clone, PartialEq, Eq, Hash)]
+    /// struct Tenant(String);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let layer = KeyedLayer::by_extension(|tenant: &Tenant, _: &RequestHead<'_>| {
+    ///     let token = format!("token-of-{}", tenant.0);
+    ///     Ok::<_, tower_oauth::Error>(OAuthLayer::new(source_fn(move || {
+    ///         let token = token.clone();
+    ///         async move { Ok(Token::new(token, std::time::Duration::from_secs(60))) }
+    ///     })))
+    /// });
+    /// let client = ServiceBuilder::new().layer(layer).service(service_fn(
+    ///     |req: Request<()>| async move {
+    ///         Ok::<_, BoxError>(Response::new(req.headers()[AUTHORIZATION].to_str()?.to_owned()))
+    ///     },
+    /// ));
+    /// let mut request = Request::new(());
+    /// request.extensions_mut().insert(Tenant("acme".into()));
+    /// assert_eq!(client.oneshot(request).await?.body(), "Bearer token-of-acme");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn by_extension(make: Make) -> Self {
+        KeyedLayer::new(|head| head.extensions().get::<K>().cloned(), make)
+    }
+}
+
 impl<K, Sel, Make, S, P> Clone for KeyedLayer<K, Sel, Make, S, P> {
     fn clone(&self) -> Self {
         KeyedLayer {
