@@ -3,10 +3,11 @@
 //! (tower-http `SetRequestHeader` on the channel), [`CONCURRENCY`] calls in flight.
 //! Reported as calls per second.
 //!
-//! After criterion's group, a paired comparison: [`ROUNDS`] rounds of [`PER_ROUND`] calls
-//! with each stack, one after the other (alternating which goes first), and the throughput
-//! ratio `GrpcLayer / static` of each round; one `paired:` line (read by
-//! `scripts/bench.sh`). The target of issue 16 is a median ratio of at least 0.98.
+//! After criterion's group, a paired comparison: [`ROUNDS`] rounds, each of four segments of
+//! [`PER_SEGMENT`] calls in the order static, layer, layer, static (ABBA, so that a drift of
+//! the machine's speed within a round falls on both stacks alike), and the throughput ratio
+//! `GrpcLayer / static` of each round; one `paired:` line (read by `scripts/bench.sh`). The
+//! target of issue 16 is a median ratio of at least 0.98.
 //!
 //! The server runs on a runtime of its own (one worker thread), the client on another.
 //!
@@ -35,9 +36,9 @@ use tower_oauth::grpc::{Grpc, GrpcLayer};
 /// Calls in flight at once.
 const CONCURRENCY: u64 = 32;
 /// Rounds of the paired comparison.
-const ROUNDS: usize = 15;
-/// Calls per stack and round of the paired comparison.
-const PER_ROUND: u64 = 2_000;
+const ROUNDS: usize = 31;
+/// Calls per segment of a round (two segments per stack and round).
+const PER_SEGMENT: u64 = 2_500;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -137,23 +138,21 @@ fn main() {
         !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test" || a == "--list");
     if !test_mode {
         let mut ratios = Vec::with_capacity(ROUNDS);
-        for round in 0..ROUNDS {
-            let run_static = || rt.block_on(calls(with_static.clone(), PER_ROUND));
-            let run_layer = || rt.block_on(calls(with_layer.clone(), PER_ROUND));
-            let (t_static, t_layer) = if round % 2 == 0 {
-                let t = run_static();
-                (t, run_layer())
-            } else {
-                let t = run_layer();
-                (run_static(), t)
-            };
+        for _ in 0..ROUNDS {
+            let run_static = || rt.block_on(calls(with_static.clone(), PER_SEGMENT));
+            let run_layer = || rt.block_on(calls(with_layer.clone(), PER_SEGMENT));
+            let mut t_static = run_static();
+            let mut t_layer = run_layer();
+            t_layer += run_layer();
+            t_static += run_static();
             ratios.push(t_static.as_secs_f64() / t_layer.as_secs_f64());
         }
         ratios.sort_by(f64::total_cmp);
         let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
         println!(
-            "paired: grpc_unary grpc_layer/static_metadata rounds={ROUNDS} calls_per_round={PER_ROUND} \
+            "paired: grpc_unary grpc_layer/static_metadata rounds={ROUNDS} calls_per_round={} \
              median={:.4} q1={:.4} q3={:.4} min={:.4} max={:.4}",
+            2 * PER_SEGMENT,
             quartile(2),
             quartile(1),
             quartile(3),
