@@ -88,6 +88,9 @@ mod client_credentials;
 #[cfg(feature = "reqwest")]
 mod discovery;
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod dpop;
+#[cfg(feature = "reqwest")]
 mod env;
 #[cfg(feature = "reqwest")]
 mod http;

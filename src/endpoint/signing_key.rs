@@ -268,6 +268,33 @@ impl SigningKey {
             .map_err(|_| Error::client_assertion("the signing key could not sign", None))
     }
 
+    /// A new P-256 key (ES256), from aws-lc-rs's generator.
+    ///
+    /// # Errors
+    /// [`Error::is_config`] if no key can be generated (no randomness).
+    pub(crate) fn generate_es256() -> Result<SigningKey, Error> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| Error::config("no P-256 key could be generated"))?;
+        SigningKey::new(EncodingKey::from_ec_der(pkcs8.as_ref()), None)
+    }
+
+    /// A JWS in compact form of `claims` whose header carries `typ`, this key's `alg` and
+    /// its public key as `jwk` (no `kid`): a DPoP proof's header (RFC 9449 section 4.2).
+    pub(crate) fn sign_with_jwk<T: Serialize>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, Error> {
+        let mut header = Header::new(self.inner.algorithm);
+        header.typ = Some(typ.to_owned());
+        let mut jwk = self.inner.public_jwk.clone();
+        jwk.common.key_id = None;
+        header.jwk = Some(jwk);
+        jsonwebtoken::encode(&header, claims, &self.inner.key)
+            .map_err(|_| Error::config("the DPoP key could not sign"))
+    }
+
     fn from_ec_pair(pair: &EcdsaKeyPair) -> Result<SigningKey, Error> {
         let der = pair
             .to_pkcs8v1()
