@@ -416,6 +416,9 @@ async fn a_missing_empty_malformed_or_expired_file_is_a_typed_error_and_nothing_
         assert!(shown.contains(&path.display().to_string()), "{shown}");
         assert!(shown.contains(says), "{shown}");
         assert!(!shown.contains("hunter2"), "the content is quoted: {shown}");
+        if path == &missing {
+            assert!(err.to_string().contains("os error"), "the OS reason: {err}");
+        }
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
     assert_eq!(server.token_requests(), 0, "nothing was sent");

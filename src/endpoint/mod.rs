@@ -71,10 +71,11 @@
 //! `signing_key.rs` ([`SigningKey`], keys for RFC 7523 assertions, on jsonwebtoken),
 //! `assertion.rs` (where a `client_assertion` comes from: a key, the secret, a file, a
 //! closure), `mtls.rs` (the RFC 8705 client certificate), `client_credentials.rs` (the
-//! grant and its token request), `builder.rs`, `discovery.rs`, `env.rs`, `response.rs`
-//! (token responses) and `http.rs` (the https-or-loopback rule, the size-limited body
-//! reader). DPoP proofs (RFC 9449) and token exchange (RFC 8693) go here next, reusing the
-//! signing key, the response parser and the redaction of echoed credentials.
+//! grant and its token request), `token_exchange.rs` (RFC 8693), `builder/` (`mod.rs`, and
+//! the client-authentication material in `auth.rs`), `discovery.rs`, `env.rs`,
+//! `response.rs` (token responses), `http.rs` (the https-or-loopback rule, the
+//! size-limited body reader) and [`dpop`] (RFC 9449 keys and proofs, which the token
+//! request and the layer will use next).
 
 mod auth;
 mod response;

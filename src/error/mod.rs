@@ -449,7 +449,9 @@ impl fmt::Display for Error {
     /// `<identity>: <what failed>[: <cause>]`, for example `client-a@idp.example.com
     /// (token endpoint https://idp.example.com): token endpoint unreachable: Connection
     /// refused (os error 111)`. The cause is the innermost error of the source chain, for
-    /// the transport and store kinds only (their causes are the network's, never a secret).
+    /// the transport and store kinds only (their causes are the network's, never a secret),
+    /// and for a client assertion whose file could not be read (the operating system's
+    /// reason).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(identity) = &self.inner.identity {
             write!(f, "{identity}: ")?;
@@ -457,6 +459,15 @@ impl fmt::Display for Error {
         self.fmt_kind(f)?;
         if matches!(self.inner.kind, Kind::Transport | Kind::Store(_))
             && let Some(cause) = self.root_cause()
+        {
+            write!(f, ": {cause}")?;
+        }
+        // An assertion file that cannot be read: the operating system's reason ("No such
+        // file or directory"), which names nothing of the file's content.
+        if matches!(self.inner.kind, Kind::ClientAssertion(_))
+            && let Some(cause) = self
+                .root_cause()
+                .and_then(|c| c.downcast_ref::<std::io::Error>())
         {
             write!(f, ": {cause}")?;
         }
@@ -503,10 +514,7 @@ impl Error {
             Kind::Store(reason) => write!(f, "token store: {reason}"),
             Kind::ClientAssertion(message) => write!(f, "client assertion: {message}"),
             Kind::MissingKey(what) => {
-                write!(
-                    f,
-                    "request refused: it has no {what} to choose its token by"
-                )
+                write!(f, "request refused: no {what} to choose its token by")
             }
             Kind::OriginRefused(origin) => write!(
                 f,

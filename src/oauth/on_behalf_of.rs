@@ -130,8 +130,12 @@ pub fn on_behalf_of<S>(
         let subject = head
             .extensions()
             .get::<SubjectToken>()
-            .ok_or_else(|| Error::missing_key("subject token"))?;
+            .ok_or_else(|| Error::missing_key(MISSING))?;
         Ok(OAuthLayer::new(client.token_exchange(subject.clone())))
     })
-    .refuse_without_key("subject token")
+    .refuse_without_key(MISSING)
 }
+
+/// What an on-behalf-of request lacks without a caller's token.
+#[cfg(feature = "reqwest")]
+const MISSING: &str = "subject token (the caller's `Authorization: Bearer`, which SubjectTokenLayer moves into the extensions)";
