@@ -159,7 +159,8 @@ impl Provider {
             });
         }
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line()).await;
+        // Generous: several providers start at once in a test binary, on a loaded machine.
+        let first = tokio::time::timeout(Duration::from_secs(120), stdout.next_line()).await;
         let issuer = match first {
             Ok(Ok(Some(line))) => line.strip_prefix("LISTENING ").map(str::to_owned),
             _ => None,
