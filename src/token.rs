@@ -47,7 +47,8 @@ pub struct TokenType(Cow<'static, str>);
 impl TokenType {
     /// `Bearer` (RFC 6750).
     pub const BEARER: TokenType = TokenType(Cow::Borrowed("Bearer"));
-    /// `DPoP` (RFC 9449). The layer sends the header scheme only; it does not make DPoP proofs.
+    /// `DPoP` (RFC 9449): the header scheme; the proof each request needs comes from a
+    /// [`DpopLayer`](crate::oauth::dpop::DpopLayer) below the layer.
     pub const DPOP: TokenType = TokenType(Cow::Borrowed("DPoP"));
 
     /// Reads a `token_type` value, normalising the case of `Bearer` and `DPoP`.

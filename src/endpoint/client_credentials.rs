@@ -53,6 +53,8 @@ pub struct ClientCredentials {
     pub(super) assertion_lifetime: Duration,
     /// SHA-256 of the mutual-TLS certificate chain, hex.
     pub(super) certificate_digest: Option<String>,
+    /// DPoP proofs on token requests (RFC 9449).
+    pub(super) dpop: Option<super::dpop::Dpop>,
 }
 
 impl ClientCredentials {
@@ -113,25 +115,49 @@ impl ClientCredentials {
         grant: &[(&str, &str)],
         secrets: &[&str],
     ) -> Result<Token, Error> {
-        let assertion = self.new_assertion().await?;
-        match self.request_with(grant, secrets, assertion.as_ref()).await {
-            Err(e)
-                if e.token_endpoint_error()
-                    .is_some_and(|rfc| rfc.error() == "invalid_client")
-                    && self.assertion.as_ref().is_some_and(|source| {
-                        source.file_changed_since(assertion.as_ref().and_then(|a| a.file_digest))
-                    }) =>
-            {
-                tracing::info!(
-                    target: "tower_oauth",
-                    "invalid_client, and the assertion file changed since it was read: \
-                     sending the new assertion"
-                );
-                let again = self.new_assertion().await?;
-                self.request_with(grant, secrets, again.as_ref()).await
+        let is = |e: &Error, code: &str| {
+            e.token_endpoint_error()
+                .is_some_and(|rfc| rfc.error() == code)
+        };
+        let mut assertion = self.new_assertion().await?;
+        let (mut nonce_retried, mut file_retried) = (false, false);
+        loop {
+            match self.request_with(grant, secrets, assertion.as_ref()).await {
+                // RFC 9449 section 8: the server wants its nonce in the proof; the answer
+                // carried it, and it is held now. Once per token request.
+                Err(e) if !nonce_retried && self.dpop.is_some() && is(&e, "use_dpop_nonce") => {
+                    nonce_retried = true;
+                    tracing::debug!(
+                        target: "tower_oauth",
+                        "use_dpop_nonce: sending the token request again with the server's nonce"
+                    );
+                }
+                Err(e)
+                    if !file_retried
+                        && is(&e, "invalid_client")
+                        && self.assertion.as_ref().is_some_and(|source| {
+                            source
+                                .file_changed_since(assertion.as_ref().and_then(|a| a.file_digest))
+                        }) =>
+                {
+                    file_retried = true;
+                    tracing::info!(
+                        target: "tower_oauth",
+                        "invalid_client, and the assertion file changed since it was read: \
+                         sending the new assertion"
+                    );
+                }
+                result => return result,
             }
-            result => result,
+            // A new assertion for the new request: never one sent twice.
+            assertion = self.new_assertion().await?;
         }
+    }
+
+    /// The `htu` and the origin key of the token endpoint, for DPoP proofs.
+    fn dpop_target(&self) -> Option<(String, String)> {
+        let uri: http::Uri = self.token_url.as_str().parse().ok()?;
+        Some((super::dpop::htu(&uri)?, super::dpop::origin_of(&uri)?))
     }
 
     async fn new_assertion(&self) -> Result<Option<Assertion>, Error> {
@@ -171,6 +197,14 @@ impl ClientCredentials {
             .post(self.token_url.clone())
             .timeout(self.timeout)
             .header(ACCEPT, "application/json");
+        let dpop_target = self.dpop.as_ref().and_then(|_| self.dpop_target());
+        if let (Some(dpop), Some((htu, origin))) = (&self.dpop, &dpop_target) {
+            let nonce = dpop.nonce(origin);
+            let proof = dpop
+                .key()
+                .proof(&http::Method::POST, htu, None, nonce.as_deref())?;
+            request = request.header("DPoP", proof);
+        }
         match self.auth {
             ClientAuth::ClientSecretBasic => {
                 let value = Zeroizing::new(format!("Basic {}", &*forms[2]));
@@ -210,6 +244,9 @@ impl ClientCredentials {
                 Error::transport(e.without_url())
             }
         })?;
+        if let (Some(dpop), Some((_, origin))) = (&self.dpop, &dpop_target) {
+            dpop.record_nonce(origin, response.headers());
+        }
         let (status, content_type) = status_and_content_type(&response);
         let content_type = content_type.map(|v| redact(v, &secrets).into_owned());
         // RFC 6585 section 4 (429) and RFC 9110 section 15.6.4 (503): the server may say
@@ -251,6 +288,20 @@ impl ClientCredentials {
             .parser
             .parse_redacting(status, content_type.as_deref(), &body, &secrets)
             .map_err(with_retry_after)?;
+        // RFC 9449 section 5: a DPoP token request gets a `DPoP` token; a server that
+        // ignored the proof answers `Bearer`.
+        if let Some(dpop) = &self.dpop
+            && token.token_type() != &crate::token::TokenType::DPOP
+            && !dpop.allows_bearer_downgrade()
+        {
+            return Err(Error::invalid_response(
+                status,
+                content_type.as_deref(),
+                "the token endpoint answered a DPoP token request with a token_type other \
+                 than DPoP (Dpop::allowing_bearer_downgrade accepts that)",
+                None,
+            ));
+        }
         tracing::debug!(
             target: "tower_oauth",
             %status,
@@ -311,6 +362,9 @@ impl TokenSource for ClientCredentials {
         if let Some(digest) = &self.certificate_digest {
             key = key.field("client_certificate_sha256", digest);
         }
+        if let Some(dpop) = &self.dpop {
+            key = key.field("dpop_jkt", dpop.key().thumbprint());
+        }
         Some(key.build())
     }
 }
@@ -323,6 +377,7 @@ impl fmt::Debug for ClientCredentials {
             .field("client_secret", &"[redacted]")
             .field("auth_method", &self.auth)
             .field("assertion", &self.assertion)
+            .field("dpop", &self.dpop)
             .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()
     }

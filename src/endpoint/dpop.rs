@@ -1,9 +1,10 @@
 //! DPoP proofs (RFC 9449 section 4): the key and the signed proof JWT a client sends in the
 //! `DPoP` header of a token request and of each request with a DPoP-bound token.
 //!
-//! This module makes and checks the parts; the layer does not send proofs yet (the token
-//! request and the middleware use it in a later step), so a DPoP-bound token cannot be
-//! used through [`OAuthLayer`](crate::OAuthLayer) today.
+//! [`Dpop`] is what a client shares between its token requests
+//! ([`ClientCredentialsBuilder::dpop`](super::ClientCredentialsBuilder::dpop)) and its API
+//! requests ([`DpopLayer`](crate::oauth::dpop::DpopLayer), below
+//! [`OAuthLayer`](crate::OAuthLayer)): the key, and the latest nonce of each origin.
 //!
 //! ```
 //! use http::Method;
@@ -22,7 +23,9 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -107,6 +110,17 @@ impl DpopKey {
         access_token: Option<&str>,
         nonce: Option<&str>,
     ) -> Result<String, Error> {
+        self.proof_with_ath(htm, htu, access_token.map(access_token_hash), nonce)
+    }
+
+    /// [`proof`](Self::proof) with the `ath` computed already.
+    pub(crate) fn proof_with_ath(
+        &self,
+        htm: &Method,
+        htu: &str,
+        ath: Option<String>,
+        nonce: Option<&str>,
+    ) -> Result<String, Error> {
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|_| Error::config("no randomness for a DPoP jti"))?;
         let claims = ProofClaims {
@@ -117,7 +131,7 @@ impl DpopKey {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs(),
-            ath: access_token.map(access_token_hash),
+            ath,
             nonce,
         };
         self.key.sign_with_jwk(DPOP_JWT_TYPE, &claims)
@@ -131,6 +145,103 @@ impl fmt::Debug for DpopKey {
             .field("thumbprint", &self.thumbprint())
             .finish_non_exhaustive()
     }
+}
+
+/// DPoP for one client (RFC 9449): its [`DpopKey`], the latest `DPoP-Nonce` each origin
+/// sent (token endpoint and APIs alike, section 8), and whether a token endpoint may
+/// answer `token_type=Bearer` to a DPoP token request. Cheap to clone; clones share the
+/// nonces. Give the same one to the token source and to the
+/// [`DpopLayer`](crate::oauth::dpop::DpopLayer).
+#[derive(Clone)]
+pub struct Dpop {
+    inner: Arc<DpopInner>,
+}
+
+struct DpopInner {
+    key: DpopKey,
+    allow_bearer: bool,
+    /// `scheme://authority` -> the latest nonce it sent. At most [`MAX_ORIGINS`] origins;
+    /// beyond, the map is emptied (a server asks again).
+    nonces: Mutex<HashMap<String, String>>,
+}
+
+/// The most origins whose nonce a [`Dpop`] keeps.
+const MAX_ORIGINS: usize = 1024;
+
+impl Dpop {
+    /// DPoP with `key`; a `Bearer` answer to a DPoP token request is an error.
+    pub fn new(key: DpopKey) -> Dpop {
+        Dpop::build(key, false)
+    }
+
+    /// The same, but a token endpoint that answers `token_type=Bearer` (it ignored the
+    /// proof) is accepted: the token is then used as a bearer token, without proofs.
+    pub fn allowing_bearer_downgrade(self) -> Dpop {
+        Dpop::build(self.inner.key.clone(), true)
+    }
+
+    fn build(key: DpopKey, allow_bearer: bool) -> Dpop {
+        Dpop {
+            inner: Arc::new(DpopInner {
+                key,
+                allow_bearer,
+                nonces: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &DpopKey {
+        &self.inner.key
+    }
+
+    /// Whether a `Bearer` answer to a DPoP token request is accepted.
+    pub fn allows_bearer_downgrade(&self) -> bool {
+        self.inner.allow_bearer
+    }
+
+    /// The latest nonce `origin` (`scheme://authority`) sent, if any.
+    pub fn nonce(&self, origin: &str) -> Option<String> {
+        self.lock().get(origin).cloned()
+    }
+
+    /// Remembers the `DPoP-Nonce` of a response from `origin`, if it has a well-formed
+    /// one; whether it differs from the one held.
+    pub(crate) fn record_nonce(&self, origin: &str, headers: &http::HeaderMap) -> bool {
+        let Some(nonce) = headers
+            .get("dpop-nonce")
+            .and_then(|v| parse_nonce(v.as_bytes()))
+        else {
+            return false;
+        };
+        let mut nonces = self.lock();
+        if nonces.get(origin).is_some_and(|held| held == nonce) {
+            return false;
+        }
+        if nonces.len() >= MAX_ORIGINS && !nonces.contains_key(origin) {
+            nonces.clear();
+        }
+        nonces.insert(origin.to_owned(), nonce.to_owned());
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner.nonces.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for Dpop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dpop")
+            .field("key", &self.inner.key)
+            .field("allow_bearer_downgrade", &self.inner.allow_bearer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://authority` of an absolute URI: the key of its origin's nonce.
+pub(crate) fn origin_of(uri: &Uri) -> Option<String> {
+    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
 }
 
 /// `ath` (RFC 9449 section 4.2): base64url of the SHA-256 of the access token, without

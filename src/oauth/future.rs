@@ -161,7 +161,9 @@ where
                         request,
                         service,
                         recover,
-                    }) = recover.rejected()
+                    }) = recover.rejected(crate::www_authenticate::is_dpop_nonce_challenge(
+                        response.headers(),
+                    ))
                     else {
                         return Poll::Ready(Ok(response));
                     };

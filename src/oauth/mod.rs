@@ -38,6 +38,9 @@
 //!   attempts were rejected too and the backoff holds the token (the caller gets the 401).
 
 pub mod attach;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod dpop;
 mod future;
 pub mod keyed;
 mod layer;

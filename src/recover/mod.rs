@@ -300,11 +300,32 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
     }
 
     /// The token was rejected: invalidates it (if it is still the cached one), and gives
-    /// the request to send again, or `None` if it cannot be.
-    pub(crate) fn rejected(self) -> Option<Resend<S, B, P>>
+    /// the request to send again, or `None` if it cannot be. With `nonce_only` (a DPoP
+    /// `use_dpop_nonce` challenge, RFC 9449 section 9) the token is kept: the request goes
+    /// again with the same token and a proof with the server's new nonce.
+    pub(crate) fn rejected(self, nonce_only: bool) -> Option<Resend<S, B, P>>
     where
         S: Clone,
     {
+        if nonce_only {
+            let Ok(copy) = self.copy else {
+                tracing::info!(
+                    target: "tower_oauth",
+                    "DPoP nonce required (401 use_dpop_nonce); request not sent again, token kept"
+                );
+                return None;
+            };
+            let service = self.recover.service()?;
+            tracing::debug!(
+                target: "tower_oauth",
+                "DPoP nonce required (401 use_dpop_nonce): sending again with the new nonce, token kept"
+            );
+            return Some(Resend {
+                request: copy.into_request(),
+                service,
+                recover: self.recover,
+            });
+        }
         let rejected = self.recover.cache.reject_id(self.used);
         let invalidated = rejected == Rejected::Dropped;
         let identity = self.recover.cache.identity();

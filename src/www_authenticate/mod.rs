@@ -250,6 +250,16 @@ pub fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
         .collect()
 }
 
+/// Whether `headers` carry a `DPoP` challenge with `error="use_dpop_nonce"` (RFC 9449
+/// section 9): the resource server wants a proof with the nonce it sent in `DPoP-Nonce`;
+/// the token itself is not rejected. Parsed with [`challenges`]; only looked at on a 401.
+pub fn is_dpop_nonce_challenge(headers: &HeaderMap) -> bool {
+    headers.contains_key(WWW_AUTHENTICATE)
+        && challenges(headers)
+            .iter()
+            .any(|c| c.is_scheme("DPoP") && c.error() == Some("use_dpop_nonce"))
+}
+
 /// Whether `headers` carry a `Bearer` (or `DPoP`) challenge with `error="invalid_token"`
 /// (RFC 6750 section 3.1; RFC 9449 section 7.1): the resource server rejected the token
 /// itself (expired, revoked, malformed), so a new token may succeed where this one failed.

@@ -18,6 +18,19 @@ use crate::endpoint::signing_key::SigningKey;
 use crate::error::Error;
 
 impl ClientCredentialsBuilder {
+    /// DPoP (RFC 9449): every token request carries a proof of `dpop`'s key (a new `jti`,
+    /// `htm` `POST`, `htu` the token endpoint, the server's nonce once it sent one; a
+    /// `400 use_dpop_nonce` is answered once with the nonce it carried), and the token
+    /// must come back with `token_type` `DPoP` (an [`Error::is_invalid_response`]
+    /// otherwise, unless [`Dpop::allowing_bearer_downgrade`](crate::endpoint::dpop::Dpop::allowing_bearer_downgrade)).
+    /// Give the same `Dpop` to the [`DpopLayer`](crate::oauth::dpop::DpopLayer) below the
+    /// `OAuthLayer`, which signs a proof for each API request. The key's thumbprint is in
+    /// the cache key: instances share a token only if they share the key.
+    pub fn dpop(mut self, dpop: crate::endpoint::dpop::Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
     /// `private_key_jwt` (RFC 7523 section 2.2): every token request carries a new
     /// `client_assertion` signed with `key`, with `iss` = `sub` = the client id, `aud`
     /// (see [`assertion_audience`](Self::assertion_audience)), a random `jti`, `iat`, and

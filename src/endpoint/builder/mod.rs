@@ -71,6 +71,7 @@ pub struct ClientCredentialsBuilder {
     certificate: Option<ClientCertificate>,
     /// PEM bundles of extra trust anchors for the default HTTP client.
     roots: Vec<Arc<Vec<u8>>>,
+    dpop: Option<super::dpop::Dpop>,
 }
 
 impl ClientCredentialsBuilder {
@@ -380,6 +381,7 @@ impl ClientCredentialsBuilder {
             assertion_audience,
             assertion_lifetime: lifetime,
             certificate_digest: self.certificate.as_ref().map(ClientCertificate::digest),
+            dpop: self.dpop,
         })
     }
 }
