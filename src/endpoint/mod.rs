@@ -74,8 +74,8 @@
 //! grant and its token request), `token_exchange.rs` (RFC 8693), `builder/` (`mod.rs`, and
 //! the client-authentication material in `auth.rs`), `discovery.rs`, `env.rs`,
 //! `response.rs` (token responses), `http.rs` (the https-or-loopback rule, the
-//! size-limited body reader) and [`dpop`] (RFC 9449 keys and proofs, which the token
-//! request and the layer will use next).
+//! size-limited body reader) and [`dpop`] (RFC 9449: keys, proofs, the nonces of each
+//! origin; the layer's side is [`DpopLayer`](crate::oauth::dpop::DpopLayer)).
 
 mod auth;
 mod response;
