@@ -188,3 +188,66 @@ async fn a_wrong_key_or_an_untrusted_certificate_is_invalid_client_and_nothing_i
     assert_eq!(api.requests(), 0);
     assert_eq!(provider.stats().await.issued_total(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node and npm ci in tests/interop"]
+async fn dpop_bound_tokens_with_the_required_nonce_1000_cold_calls_one_token() {
+    use tower::{ServiceBuilder, ServiceExt};
+    use tower_oauth::endpoint::dpop::{Dpop, DpopKey};
+    use tower_oauth::oauth::dpop::DpopLayer;
+    let Some((provider, api)) = setup(300).await else {
+        return;
+    };
+    let dpop = Dpop::new(DpopKey::generate_es256().unwrap());
+    let source = base(&provider, "pkjwt-es256")
+        .private_key(key("p256.pem", "ES256"))
+        .dpop(dpop.clone())
+        .build()
+        .unwrap();
+    let client = ServiceBuilder::new()
+        .layer(OAuthLayer::new(source))
+        .layer(DpopLayer::new(dpop.clone()))
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>(),
+        );
+    let tasks: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let client = client.clone();
+            let url = api.url();
+            tokio::spawn(async move {
+                let request = http::Request::get(url)
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                let response = client.oneshot(request).await.expect("a response");
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                (
+                    status,
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, http::StatusCode::OK, "{body}");
+        assert_eq!(
+            body["jkt"],
+            dpop.key().thumbprint(),
+            "bound to our key (cnf.jkt)"
+        );
+    }
+    assert_eq!(api.accepted(), CALLS);
+    let stats = provider.stats().await;
+    assert_eq!(stats.issued_to("pkjwt-es256"), 1, "one token");
+    // The first token request is answered use_dpop_nonce, the second with the token.
+    assert_eq!(stats.token_requests.len(), 2);
+    assert_eq!(
+        stats.token_requests[0].error.as_deref(),
+        Some("use_dpop_nonce")
+    );
+}

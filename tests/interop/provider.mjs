@@ -8,7 +8,9 @@
 // Everything else (oidc-provider warnings/notices) goes to stderr.
 // Runs until SIGTERM/SIGINT, then closes the listener and exits 0.
 
-import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import {
+  X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -164,6 +166,13 @@ const provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: false },
+    // RFC 9449: DPoP-bound tokens for clients that send a proof, with a server nonce
+    // required (a `use_dpop_nonce` answer first); other clients get bearer tokens.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => true,
+    },
     mTLS: {
       enabled: true,
       tlsClientAuth: true,

@@ -131,6 +131,26 @@ impl Drop for IntrospectionApi {
     }
 }
 
+/// The RFC 7638 thumbprint of the key in the request's DPoP proof, if the proof's signature
+/// verifies with it.
+fn dpop_proof_key(headers: &HeaderMap) -> Option<String> {
+    let proof = headers.get("dpop")?.to_str().ok()?;
+    let header = jsonwebtoken::decode_header(proof).ok()?;
+    let jwk = header.jwk?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(
+        proof,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?,
+        &validation,
+    )
+    .ok()?;
+    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .ok()
+}
+
 fn form(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -144,15 +164,17 @@ fn form_body(pairs: &[(&str, &str)]) -> String {
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let counters = &shared.counters;
     counters.requests.fetch_add(1, Ordering::SeqCst);
-    let bearer = headers
+    let credentials = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
             let token = token.trim();
-            (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+            let dpop = scheme.eq_ignore_ascii_case("dpop");
+            ((scheme.eq_ignore_ascii_case("bearer") || dpop) && !token.is_empty())
+                .then_some((token, dpop))
         });
-    let Some(token) = bearer else {
+    let Some((token, dpop)) = credentials else {
         counters.missing.fetch_add(1, Ordering::SeqCst);
         return (
             StatusCode::UNAUTHORIZED,
@@ -182,6 +204,21 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         counters.errors.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::BAD_GATEWAY, "introspection failed").into_response();
     };
+    // A DPoP token (RFC 9449 section 7): the request's proof must be signed by the key the
+    // token is bound to (`cnf.jkt`); a bearer use of a bound token is refused.
+    let bound = result["cnf"]["jkt"].as_str();
+    let proof_key = dpop.then(|| dpop_proof_key(&headers)).flatten();
+    if result["active"] == serde_json::Value::Bool(true)
+        && (bound.is_some() || dpop)
+        && proof_key.as_deref() != bound
+    {
+        counters.rejected.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, r#"DPoP error="invalid_token""#)],
+        )
+            .into_response();
+    }
     if result["active"] != serde_json::Value::Bool(true) {
         counters.rejected.fetch_add(1, Ordering::SeqCst);
         return (
@@ -200,6 +237,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         "aud": result["aud"],
         // Set by the interop provider's token-exchange grant: whom the token is for.
         "subject": result["subject"],
+        "jkt": bound,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
