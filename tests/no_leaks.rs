@@ -253,6 +253,7 @@ fn steps() -> Vec<(&'static str, Step)> {
         ("assertion file", assertion_file),
         ("mutual TLS", mutual_tls),
         ("token exchange", token_exchange),
+        ("DPoP", dpop),
         ("HTML 500", html_500),
         ("malformed JSON", malformed_json),
         ("temporarily unavailable", temporarily_unavailable),
@@ -491,6 +492,27 @@ fn mutual_tls(run: &Run) -> LocalBoxFuture<'_, ()> {
         let err = source.fetch().await.unwrap_err();
         assert!(err.is_transport(), "{err}");
         run.log_error("mutual TLS", &err);
+    })
+}
+
+fn dpop(run: &Run) -> LocalBoxFuture<'_, ()> {
+    use tower_oauth::endpoint::dpop::{Dpop, DpopKey};
+    use tower_oauth::oauth::dpop::DpopLayer;
+    Box::pin(async move {
+        // The p256.pem key: its PEM lines are noted secrets.
+        let dpop =
+            Dpop::new(DpopKey::from_signing_key(test_key("p256.pem"))).allowing_bearer_downgrade();
+        let source = run
+            .builder()
+            .client_secret(SECRET)
+            .dpop(dpop.clone())
+            .build()
+            .unwrap();
+        let layer = DpopLayer::new(dpop.clone());
+        tracing::info!(?dpop, ?source, ?layer, key = ?dpop.key(), "DPoP set-up");
+        let token = source.fetch().await.unwrap();
+        run.note_token(&token);
+        tracing::info!(?token, "fetched with a DPoP proof");
     })
 }
 

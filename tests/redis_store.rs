@@ -660,6 +660,39 @@ async fn sources_differing_only_in_scope_audience_or_secret_never_share_a_token(
     }
 }
 
+/// DPoP (RFC 9449): a bound token is worth nothing without its key, so the store keys it by
+/// the key's thumbprint too. Two instances with the same key share 1 token; an instance
+/// with another key fetches its own, and the two are never crossed. (The test server does
+/// not bind tokens: it answers `Bearer`, which the downgrade option accepts.)
+async fn dpop_tokens_are_shared_only_by_instances_with_the_same_key(backend: Backend) {
+    use tower_oauth::endpoint::dpop::{Dpop, DpopKey};
+    let Some(redis) = Redis::connect("dpop", backend).await else {
+        return;
+    };
+    let server = AuthServer::start_default().await;
+    let source = |dpop: &Dpop| {
+        ClientCredentials::builder()
+            .token_url(server.token_url())
+            .client_id(&server.config().client_id)
+            .client_secret(&server.config().client_secret)
+            .dpop(dpop.clone().allowing_bearer_downgrade())
+            .build()
+            .expect("valid configuration")
+    };
+    let key = DpopKey::generate_es256().expect("key");
+    let (a, b) = (Dpop::new(key.clone()), Dpop::new(key));
+    let other = Dpop::new(DpopKey::generate_es256().expect("key"));
+    let mut tokens = Vec::new();
+    for dpop in [&a, &b, &other] {
+        let layer = redis.instance(source(dpop), redis.options());
+        tokens.push(secret(&layer.cache().token().await.expect("token")));
+    }
+    assert_eq!(tokens[0], tokens[1], "the same key: one shared token");
+    assert_ne!(tokens[0], tokens[2], "another key: never that token");
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(redis.keys().await.len(), 2);
+}
+
 async fn encrypted_values_cannot_be_read_back_with_a_wrong_key(backend: Backend) {
     let Some(redis) = Redis::connect("encryption", backend).await else {
         return;
@@ -885,6 +918,7 @@ on_both_backends!(
     a_401_deletes_the_shared_entry_while_it_still_holds_the_token,
     sources_differing_only_in_scope_audience_or_secret_never_share_a_token,
     encrypted_values_cannot_be_read_back_with_a_wrong_key,
+    dpop_tokens_are_shared_only_by_instances_with_the_same_key,
     garbage_under_the_key_is_replaced_by_a_good_token,
     debug_output_shows_no_secret,
 );
