@@ -96,6 +96,8 @@ mod env;
 #[cfg(feature = "reqwest")]
 mod http;
 #[cfg(feature = "reqwest")]
+mod jws;
+#[cfg(feature = "reqwest")]
 mod mtls;
 #[cfg(feature = "reqwest")]
 mod signing_key;

@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::zeroize::Zeroizing;
 use serde::Serialize;
 
+use super::jws::{PrivateJwk, algorithm_name, parse_algorithm};
 use crate::error::Error;
 
 /// A private key that signs the client's assertions for `private_key_jwt` (RFC 7523
@@ -365,85 +366,6 @@ impl fmt::Debug for SigningKey {
             .field("key_id", &self.inner.key_id)
             .field("thumbprint", &self.inner.thumbprint)
             .finish_non_exhaustive()
-    }
-}
-
-/// The members of a private JWK this crate reads; zeroed when dropped.
-#[derive(serde::Deserialize, Default)]
-struct PrivateJwk {
-    kty: String,
-    crv: Option<String>,
-    alg: Option<String>,
-    kid: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-    d: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    p: Option<String>,
-    q: Option<String>,
-    dp: Option<String>,
-    dq: Option<String>,
-    qi: Option<String>,
-}
-
-impl secrecy::zeroize::Zeroize for PrivateJwk {
-    fn zeroize(&mut self) {
-        for member in [
-            &mut self.d,
-            &mut self.p,
-            &mut self.q,
-            &mut self.dp,
-            &mut self.dq,
-            &mut self.qi,
-        ] {
-            member.zeroize();
-        }
-    }
-}
-
-/// The algorithms a client assertion can be signed with here: RSA, ECDSA and EdDSA (HMAC
-/// is `client_secret_jwt`, signed with the client secret).
-fn parse_algorithm(name: &str) -> Result<Algorithm, Error> {
-    const NAMES: [(&str, Algorithm); 9] = [
-        ("RS256", Algorithm::RS256),
-        ("RS384", Algorithm::RS384),
-        ("RS512", Algorithm::RS512),
-        ("PS256", Algorithm::PS256),
-        ("PS384", Algorithm::PS384),
-        ("PS512", Algorithm::PS512),
-        ("ES256", Algorithm::ES256),
-        ("ES384", Algorithm::ES384),
-        ("EdDSA", Algorithm::EdDSA),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, alg)| alg)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "unknown signing algorithm `{}`: use RS256, RS384, RS512, PS256, PS384, \
-                 PS512, ES256, ES384 or EdDSA",
-                crate::error::clip(name, 16)
-            ))
-        })
-}
-
-pub(crate) fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
-        _ => "an algorithm this crate does not sign with",
     }
 }
 
