@@ -63,28 +63,11 @@ pub const REJECTIONS: &str = "tower_oauth_rejections_total";
 /// Counter: shared-store calls, by `outcome`.
 pub const STORE_CALLS: &str = "tower_oauth_store_calls_total";
 
-/// The error codes of RFC 6749 section 5.2 and of the extensions this crate speaks
-/// (RFC 8707, 9449), kept as label values; others are `token_endpoint_error`, so that a
-/// token endpoint cannot make the label set grow.
-const KNOWN_CODES: &[&str] = &[
-    "invalid_request",
-    "invalid_client",
-    "invalid_grant",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "invalid_scope",
-    "invalid_target",
-    "invalid_dpop_proof",
-    "use_dpop_nonce",
-    "temporarily_unavailable",
-    "server_error",
-];
-
 /// The `outcome` label of a token request: bounded, never from the token.
 pub(crate) fn outcome<T>(result: &Result<T, Error>) -> &'static str {
     let Err(error) = result else { return "ok" };
     if let Some(rfc) = error.token_endpoint_error() {
-        return KNOWN_CODES
+        return crate::error::KNOWN_CODES
             .iter()
             .find(|code| **code == rfc.error())
             .copied()

@@ -383,7 +383,7 @@ impl AttachPolicy {
 
     #[inline]
     fn decide_by_headers(&self, headers: &http::HeaderMap) -> Decision {
-        if self.overwrite || headers.is_empty() || !headers.contains_key(AUTHORIZATION) {
+        if self.overwrite || headers.is_empty() || !has_authorization(headers) {
             Decision::Attach
         } else {
             Decision::PassThrough
@@ -420,9 +420,40 @@ impl fmt::Debug for AttachPolicy {
     }
 }
 
+/// Whether `headers` has an `Authorization` field. A few fields are scanned (a comparison of
+/// standard names each), which costs less than hashing the name; a larger map is looked up.
+#[inline]
+fn has_authorization(headers: &http::HeaderMap) -> bool {
+    if headers.keys_len() <= 8 {
+        headers.keys().any(|name| name == AUTHORIZATION)
+    } else {
+        headers.contains_key(AUTHORIZATION)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_is_found_by_scan_and_by_lookup() {
+        for fields in [0usize, 1, 3, 8, 9, 20] {
+            let mut headers = http::HeaderMap::new();
+            for i in 0..fields {
+                let name = http::HeaderName::try_from(format!("x-field-{i}")).unwrap();
+                headers.insert(name, http::HeaderValue::from_static("v"));
+            }
+            assert!(
+                !has_authorization(&headers),
+                "{fields} fields, none is Authorization"
+            );
+            headers.append(AUTHORIZATION, http::HeaderValue::from_static("Basic x"));
+            assert!(
+                has_authorization(&headers),
+                "{fields} fields and Authorization"
+            );
+        }
+    }
 
     #[test]
     fn targets_match_as_matches_does() {

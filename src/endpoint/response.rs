@@ -156,7 +156,13 @@ impl ResponseParser {
             };
             return Err(Error::token_endpoint(TokenEndpointError::new(
                 status,
-                &redact(code, secrets),
+                // A registered code is kept as it is: a short secret ("s") must not turn
+                // `use_dpop_nonce` into something no retry recognises.
+                &if crate::error::KNOWN_CODES.contains(&code) {
+                    Cow::Borrowed(code)
+                } else {
+                    redact(code, secrets)
+                },
                 text("error_description").as_deref(),
                 text("error_uri").as_deref(),
             )));
@@ -503,6 +509,17 @@ mod tests {
             "{debug}"
         );
         assert!(!debug.contains("\"at\""), "{debug}");
+    }
+
+    #[test]
+    fn a_registered_code_is_kept_whatever_the_secret() {
+        let body = br#"{"error":"use_dpop_nonce","error_description":"nonce s needed"}"#;
+        let err = ResponseParser::default()
+            .parse_redacting(StatusCode::BAD_REQUEST, None, body, &["s"])
+            .unwrap_err();
+        let rfc = err.token_endpoint_error().unwrap();
+        assert_eq!(rfc.error(), "use_dpop_nonce");
+        assert_eq!(rfc.error_description(), Some("nonce [redacted] needed"));
     }
 
     #[test]

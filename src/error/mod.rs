@@ -33,6 +33,7 @@ use crate::identity::Identity;
 
 mod token_endpoint;
 
+pub(crate) use token_endpoint::KNOWN_CODES;
 pub use token_endpoint::TokenEndpointError;
 
 /// Why no token could be had.

@@ -73,3 +73,21 @@ impl fmt::Display for TokenEndpointError {
 }
 
 impl StdError for TokenEndpointError {}
+
+/// The error codes of RFC 6749 section 5.2 and of the extensions this crate speaks
+/// (RFC 8707, 9449), kept as metric label values (others are `token_endpoint_error`, so that a
+/// token endpoint cannot make the label set grow) and never redacted: a registered code
+/// is not an echo of a credential.
+pub(crate) const KNOWN_CODES: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+    "invalid_dpop_proof",
+    "use_dpop_nonce",
+    "temporarily_unavailable",
+    "server_error",
+];

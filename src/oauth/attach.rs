@@ -235,42 +235,59 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Waiting { waiting } => {
-                    let entry = ready!(waiting.token.as_mut().poll(cx));
-                    let StateProjReplace::Waiting { waiting } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Waiting")
-                    };
-                    let entry = entry?;
-                    let Waiting {
-                        mut request,
-                        mut service,
-                        ..
-                    } = *waiting;
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, entry.header.clone());
-                    this.state.set(State::Passed {
-                        future: service.call(request),
-                    });
-                }
-                StateProj::Refused { .. } => {
-                    let StateProjReplace::Refused { error } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Refused")
-                    };
-                    return Poll::Ready(Err(error.into()));
-                }
-                StateProj::Done => panic!("AttachFuture polled after completion"),
+        // The hot path inline; waiting and refusals out of line.
+        if let StateProj::Passed { future } = this.state.as_mut().project() {
+            return future.poll(cx).map_err(Into::into);
+        }
+        poll_slow(this.state, cx)
+    }
+}
+
+/// [`AttachFuture::poll`] off the hot path: waiting for a token, a refusal.
+#[inline(never)]
+fn poll_slow<S, B>(
+    mut state: Pin<&mut State<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
+            StateProj::Waiting { waiting } => {
+                let entry = ready!(waiting.token.as_mut().poll(cx));
+                let StateProjReplace::Waiting { waiting } =
+                    state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was Waiting")
+                };
+                let entry = entry?;
+                let Waiting {
+                    mut request,
+                    mut service,
+                    ..
+                } = *waiting;
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, entry.header.clone());
+                state.set(State::Passed {
+                    future: service.call(request),
+                });
             }
+            StateProj::Refused { .. } => {
+                let StateProjReplace::Refused { error } =
+                    state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was Refused")
+                };
+                return Poll::Ready(Err(error.into()));
+            }
+            StateProj::Done => panic!("AttachFuture polled after completion"),
         }
     }
 }

@@ -142,118 +142,150 @@ where
 {
     type Output = Result<Response<R>, BoxError>;
 
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Sent { future, recover } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if !recover.is_rejection(&response) {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let StateProjReplace::Sent { recover, .. } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Sent")
-                    };
-                    let Some(Resend {
-                        request,
-                        service,
-                        recover,
-                    }) = recover.rejected(crate::www_authenticate::is_dpop_nonce_challenge(
-                        response.headers(),
-                    ))
-                    else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    // Let the inner client release the connection of the first attempt now.
-                    drop(response);
-                    this.state.set(State::Waiting {
-                        waiting: Box::new(Waiting {
-                            token: Box::pin(recover.cache.entry()),
-                            request,
-                            service,
-                            ready: false,
-                            then: Then::Second(recover),
-                        }),
-                    });
-                }
-                StateProj::Waiting { waiting } => {
-                    if !waiting.ready {
-                        ready!(waiting.service.poll_ready(cx)).map_err(Into::into)?;
-                        waiting.ready = true;
-                    }
-                    let entry = ready!(waiting.token.as_mut().poll(cx));
-                    let StateProjReplace::Waiting { waiting } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Waiting")
-                    };
-                    let entry = entry?;
-                    let Waiting {
-                        mut request,
-                        mut service,
-                        then,
-                        ..
-                    } = *waiting;
-                    let state = match then {
-                        Then::First(None) => {
-                            request
-                                .headers_mut()
-                                .insert(AUTHORIZATION, entry.header.clone());
-                            State::Passed {
-                                future: service.call(request),
-                            }
-                        }
-                        Then::First(Some(recover)) => {
-                            let recover = RecoverRequest::new(&recover, entry.id, &request);
-                            request
-                                .headers_mut()
-                                .insert(AUTHORIZATION, entry.header.clone());
-                            State::Sent {
-                                future: service.call(request),
-                                recover,
-                            }
-                        }
-                        Then::Second(recover) => {
-                            request
-                                .headers_mut()
-                                .insert(AUTHORIZATION, entry.header.clone());
-                            State::Resent {
-                                future: service.call(request),
-                                recover,
-                                used: entry.id,
-                            }
-                        }
-                    };
-                    this.state.set(state);
-                }
-                StateProj::Resent {
-                    future,
-                    recover,
-                    used,
-                } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let rejected = recover
-                        .policy
-                        .is_rejection(response.status(), response.headers());
-                    // The next rejections back off (see `cache/rejection.rs`).
-                    recover
-                        .cache
-                        .second_attempt_answered(*used, rejected, response.status());
+        // The hot path inline: an answer that is not a rejection. The rest out of line.
+        match this.state.as_mut().project() {
+            StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
+            StateProj::Sent { future, recover } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if !recover.is_rejection(&response) {
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Refused { .. } => {
-                    let StateProjReplace::Refused { error } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Refused")
-                    };
-                    return Poll::Ready(Err(error.into()));
-                }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
+                return poll_slow(this.state, cx, Some(response));
             }
+            _ => {}
+        }
+        poll_slow(this.state, cx, None)
+    }
+}
+
+/// [`ResponseFuture::poll`] off the hot path: a rejected answer (`rejected`, the answer
+/// the `Sent` state got), waiting for a token, the second attempt, a refusal.
+#[inline(never)]
+fn poll_slow<S, B, P, R>(
+    mut state: Pin<&mut State<S, B, P>>,
+    cx: &mut Context<'_>,
+    mut rejected: Option<Response<R>>,
+) -> Poll<Result<Response<R>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<B>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
+            StateProj::Sent { future, recover } => {
+                let response = match rejected.take() {
+                    Some(response) => response,
+                    None => ready!(future.poll(cx)).map_err(Into::into)?,
+                };
+                if !recover.is_rejection(&response) {
+                    return Poll::Ready(Ok(response));
+                }
+                let StateProjReplace::Sent { recover, .. } =
+                    state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was Sent")
+                };
+                let Some(Resend {
+                    request,
+                    service,
+                    recover,
+                }) = recover.rejected(crate::www_authenticate::is_dpop_nonce_challenge(
+                    response.headers(),
+                ))
+                else {
+                    return Poll::Ready(Ok(response));
+                };
+                // Let the inner client release the connection of the first attempt now.
+                drop(response);
+                state.set(State::Waiting {
+                    waiting: Box::new(Waiting {
+                        token: Box::pin(recover.cache.entry()),
+                        request,
+                        service,
+                        ready: false,
+                        then: Then::Second(recover),
+                    }),
+                });
+            }
+            StateProj::Waiting { waiting } => {
+                if !waiting.ready {
+                    ready!(waiting.service.poll_ready(cx)).map_err(Into::into)?;
+                    waiting.ready = true;
+                }
+                let entry = ready!(waiting.token.as_mut().poll(cx));
+                let StateProjReplace::Waiting { waiting } =
+                    state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was Waiting")
+                };
+                let entry = entry?;
+                let Waiting {
+                    mut request,
+                    mut service,
+                    then,
+                    ..
+                } = *waiting;
+                let next = match then {
+                    Then::First(None) => {
+                        request
+                            .headers_mut()
+                            .insert(AUTHORIZATION, entry.header.clone());
+                        State::Passed {
+                            future: service.call(request),
+                        }
+                    }
+                    Then::First(Some(recover)) => {
+                        let recover = RecoverRequest::new(&recover, entry.id, &request);
+                        request
+                            .headers_mut()
+                            .insert(AUTHORIZATION, entry.header.clone());
+                        State::Sent {
+                            future: service.call(request),
+                            recover,
+                        }
+                    }
+                    Then::Second(recover) => {
+                        request
+                            .headers_mut()
+                            .insert(AUTHORIZATION, entry.header.clone());
+                        State::Resent {
+                            future: service.call(request),
+                            recover,
+                            used: entry.id,
+                        }
+                    }
+                };
+                state.set(next);
+            }
+            StateProj::Resent {
+                future,
+                recover,
+                used,
+            } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                let rejected = recover
+                    .policy
+                    .is_rejection(response.status(), response.headers());
+                // The next rejections back off (see `cache/rejection.rs`).
+                recover
+                    .cache
+                    .second_attempt_answered(*used, rejected, response.status());
+                return Poll::Ready(Ok(response));
+            }
+            StateProj::Refused { .. } => {
+                let StateProjReplace::Refused { error } =
+                    state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was Refused")
+                };
+                return Poll::Ready(Err(error.into()));
+            }
+            StateProj::Done => panic!("ResponseFuture polled after completion"),
         }
     }
 }
