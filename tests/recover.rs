@@ -739,3 +739,26 @@ async fn a_401_to_a_request_with_its_own_authorization_keeps_the_token() {
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
     assert!(layer.cache().current().is_some(), "the token is kept");
 }
+
+#[tokio::test]
+async fn the_policy_is_asked_once_per_answer_a_401_then_its_second_attempt_makes_2() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let layer = OAuthLayer::builder(counting_source(fetches.clone()))
+        .reject_if(move |status: StatusCode, _: &http::HeaderMap| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            status == StatusCode::UNAUTHORIZED
+        })
+        .build();
+    // t1 cached first, so the request goes out on the valid-token path.
+    layer.cache().token().await.unwrap();
+    let seen = Seen::default();
+    let svc = layer.layer(rejects_t1::<String>(seen.clone()));
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(seen.all(), ["Bearer t1", "Bearer t2"]);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    // The 401 to the first attempt, the 200 to the second: one question each.
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}

@@ -279,7 +279,7 @@ impl Error {
     /// let error = Error::other("no token today");
     /// match error.kind() {
     ///     ErrorKind::TokenEndpoint | ErrorKind::Transport | ErrorKind::Timeout => {}
-    ///     ErrorKind::Other => println!("the source failed: {error}"),
+    ///     ErrorKind::Other => tracing::warn!(%error, "the source failed"),
     ///     _ => {}
     /// }
     /// ```

@@ -179,12 +179,16 @@ where
             StateProj::Passed { future } => return future.poll(cx).map_err(Into::into),
             StateProj::Sent { future, recover } => {
                 let response = match rejected.take() {
+                    // `poll` found it a rejection already: the policy is asked once.
                     Some(response) => response,
-                    None => ready!(future.poll(cx)).map_err(Into::into)?,
+                    None => {
+                        let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                        if !recover.is_rejection(&response) {
+                            return Poll::Ready(Ok(response));
+                        }
+                        response
+                    }
                 };
-                if !recover.is_rejection(&response) {
-                    return Poll::Ready(Ok(response));
-                }
                 let StateProjReplace::Sent { recover, .. } =
                     state.as_mut().project_replace(State::Done)
                 else {
