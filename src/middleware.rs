@@ -59,11 +59,12 @@
 //! sent twice, and the next request goes out with a new token. The policy's `clone_body` is
 //! not asked: reqwest's `try_clone` decides which bodies can be sent again.
 //!
-//! The copy is taken whenever recovery is on (the URL, the headers and the body's `Bytes`:
-//! a few allocations a request), and the policy's
-//! [`may_replay`](crate::recover::Policy::may_replay) is asked after a 401, on the copy, so
-//! `replay(false)` still takes it; [`RecoverOn::Never`](crate::recover::RecoverOn::Never)
-//! takes none.
+//! The copy is taken whenever recovery is on and the policy may send some request again
+//! ([`Policy::replays`](crate::recover::Policy::replays)): the URL, the headers and the
+//! body's `Bytes`, a few allocations a request. The policy's
+//! [`may_replay`](crate::recover::Policy::may_replay) is asked after a 401, on the copy.
+//! `replay(false)` and [`RecoverOn::Never`](crate::recover::RecoverOn::Never) take none
+//! (`tests/alloc.rs` counts them).
 //!
 //! # Errors
 //!
@@ -153,7 +154,12 @@ where
         };
         let recover = self.policy.is_enabled();
         // Taken before the token is set: the copy goes out with the next token.
-        let copy = if recover { req.try_clone() } else { None };
+        // Not taken when the policy sends nothing again (`replay(false)`).
+        let copy = if recover && self.policy.replays() {
+            req.try_clone()
+        } else {
+            None
+        };
         req.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(req, extensions).await?;
         if !recover
@@ -189,17 +195,20 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
             return None;
         }
         let invalidated = rejected == Rejected::Dropped;
-        let Some(copy) = copy else {
-            crate::metrics::rejection(identity, Rejection::NotReplayable);
-            tracing::info!(
-                target: "tower_oauth",
-                invalidated,
-                reason = "the body cannot be sent again",
-                "token rejected (401); request not sent again"
-            );
-            return None;
+        let copy = match copy {
+            Some(copy) => self.may_replay(copy),
+            None if self.policy.replays() => {
+                crate::metrics::rejection(identity, Rejection::NotReplayable);
+                tracing::info!(
+                    target: "tower_oauth",
+                    invalidated,
+                    reason = "the body cannot be sent again",
+                    "token rejected (401); request not sent again"
+                );
+                return None;
+            }
+            None => None,
         };
-        let copy = self.may_replay(copy);
         let Some(copy) = copy else {
             crate::metrics::rejection(identity, Rejection::NotReplayable);
             tracing::info!(

@@ -35,6 +35,16 @@ pub trait Policy<B> {
     /// and [`clone_body`](Policy::clone_body) gives one.
     fn may_replay(&self, request: &Request<B>) -> bool;
 
+    /// Whether any request at all may be sent a second time: `false` when
+    /// [`may_replay`](Policy::may_replay) says `false` to every request. A caller that must
+    /// pay for a copy before it can ask `may_replay` skips the copy when this is `false`
+    /// ([`OAuthMiddleware`](crate::OAuthMiddleware) calls `reqwest::Request::try_clone`
+    /// only then). Default `true`; [`Standard`] answers its
+    /// [`replay`](Standard::replay) setting.
+    fn replays(&self) -> bool {
+        true
+    }
+
     /// A copy of `body` for the second attempt; `None` when the body cannot be sent again
     /// (the caller then gets the `401`). Never an empty or partial body in its place.
     fn clone_body(&self, body: &B) -> Option<B>;
@@ -174,6 +184,11 @@ impl<B: 'static> Policy<B> for Standard {
     }
 
     #[inline]
+    fn replays(&self) -> bool {
+        self.replay
+    }
+
+    #[inline]
     fn clone_body(&self, body: &B) -> Option<B> {
         clone_known(body).flatten()
     }
@@ -266,6 +281,9 @@ where
     fn may_replay(&self, request: &Request<B>) -> bool {
         self.inner.may_replay(request)
     }
+    fn replays(&self) -> bool {
+        self.inner.replays()
+    }
     fn clone_body(&self, body: &B) -> Option<B> {
         (self.f)(body)
     }
@@ -285,6 +303,9 @@ where
     fn may_replay(&self, request: &Request<B>) -> bool {
         self.inner.may_replay(request)
     }
+    fn replays(&self) -> bool {
+        self.inner.replays()
+    }
     fn clone_body(&self, body: &B) -> Option<B> {
         self.inner.clone_body(body)
     }
@@ -303,6 +324,9 @@ where
     }
     fn may_replay(&self, request: &Request<B>) -> bool {
         self.inner.may_replay(request) && (self.f)(request.method(), request.uri())
+    }
+    fn replays(&self) -> bool {
+        self.inner.replays()
     }
     fn clone_body(&self, body: &B) -> Option<B> {
         self.inner.clone_body(body)
