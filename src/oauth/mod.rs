@@ -57,7 +57,7 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::cache::{SlotReader, TokenCache};
 use crate::origin::{AttachPolicy, Decision};
-use crate::recover::{Policy, Recover, RecoverRequest, Standard};
+use crate::recover::{Policy, Recover, RecoverRequest, Shards, Standard};
 use crate::source::TokenSource;
 
 pub use attach::{Attach, AttachFuture, AttachLayer};
@@ -83,7 +83,9 @@ pub struct OAuth<S, P = Standard> {
     inner: S,
     slot: SlotReader,
     attach: AttachPolicy,
+    /// This service's handle on the layer's recovery state, one of `shards`.
     recover: Arc<Recover<S, P>>,
+    shards: Arc<Shards<S, P>>,
 }
 
 impl<S: Clone, P> Clone for OAuth<S, P> {
@@ -92,7 +94,9 @@ impl<S: Clone, P> Clone for OAuth<S, P> {
             inner: self.inner.clone(),
             slot: self.slot.clone(),
             attach: self.attach.clone(),
-            recover: self.recover.clone(),
+            // The next handle: a clone on another task writes another reference count.
+            recover: self.shards.next(),
+            shards: self.shards.clone(),
         }
     }
 }
@@ -106,11 +110,13 @@ impl<S> OAuth<S> {
 
 impl<S, P> OAuth<S, P> {
     pub(crate) fn new(inner: S, cache: &TokenCache, attach: AttachPolicy, policy: P) -> Self {
+        let shards = Shards::new(cache.clone(), policy, Shards::<S, P>::count());
         OAuth {
             inner,
             slot: cache.reader(),
             attach,
-            recover: Arc::new(Recover::new(cache.clone(), policy)),
+            recover: shards.next(),
+            shards: Arc::new(shards),
         }
     }
 
@@ -179,5 +185,24 @@ impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for OAuth<S, P> {
             .field("attach", &self.attach)
             .field("recover", &self.recover)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::{Token, source_fn};
+
+    #[tokio::test]
+    async fn a_clone_takes_another_handle_on_the_same_recovery_state() {
+        let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+        let service = OAuthLayer::new(source).layer(());
+        let clone = service.clone();
+        assert!(!Arc::ptr_eq(&service.recover, &clone.recover));
+        assert!(std::ptr::eq(&**service.recover, &**clone.recover));
     }
 }

@@ -99,10 +99,14 @@
 //! # What it costs
 //!
 //! With a usable token, a request that cannot be sent again costs what it costs without
-//! recovery plus one reference count (the layer's recovery state, which holds the cache,
-//! the policy and a spare clone of the inner service) and the id of the token it used. No
-//! allocation, no boxed future, no clone of the inner service: the spare is cloned only
-//! when a 401 comes back. With [`RecoverOn::Never`] not even that, though the response
+//! recovery plus one reference count (a handle on the layer's recovery state, which holds
+//! the cache, the policy and a spare clone of the inner service) and the id of the token it
+//! used. No allocation, no boxed future, no clone of the inner service: the spare is cloned
+//! only when a 401 comes back. The layer makes 4 handles per CPU (at most 64), each on cache
+//! lines of its own, and its services take them in turn (the first service the first, each
+//! clone the next): services on different threads do not write the same count, so the
+//! reference count does not serialize them (256 tasks on 2 workers: 339 ns a request with
+//! one shared count, 114 ns with the handles; `BENCHMARKS.md`). With [`RecoverOn::Never`] not even that, though the response
 //! future keeps its size (recovery is off at run time); with
 //! [`OAuthLayer::without_recovery`](crate::OAuthLayer::without_recovery) recovery is off at
 //! the type level and the future is the inner service's plus a tag.
@@ -135,6 +139,7 @@ mod copy;
 mod policy;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use http::Request;
@@ -150,12 +155,22 @@ use copy::RequestCopy;
 pub use policy::is_grpc_rejection;
 pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
 
+/// A handle on what a layer keeps for recovery ([`RecoverState`]). Each request with a
+/// usable token keeps a reference to its service's handle while it is in flight, so the
+/// reference count is written twice per request. The services of one layer use
+/// [`Shards`] of handles on one state: each handle's count sits on cache lines of its own
+/// (the alignment), so services on different threads do not write the same line.
+#[repr(align(128))]
+pub(crate) struct Recover<S, P> {
+    state: Arc<RecoverState<S, P>>,
+}
+
 /// What a layer keeps for recovery, shared by its services: the cache, the policy, and a
 /// spare clone of the inner service for second attempts (taken on the first request, then
 /// cloned again only when a 401 comes back, never per request). The spare is the inner
 /// service as it was at the first request: one replaced later through `get_mut` is not
 /// used for second attempts.
-pub(crate) struct Recover<S, P> {
+pub(crate) struct RecoverState<S, P> {
     pub(crate) cache: TokenCache,
     pub(crate) policy: P,
     spare: OnceLock<Mutex<S>>,
@@ -164,12 +179,25 @@ pub(crate) struct Recover<S, P> {
 impl<S, P> Recover<S, P> {
     pub(crate) fn new(cache: TokenCache, policy: P) -> Recover<S, P> {
         Recover {
-            cache,
-            policy,
-            spare: OnceLock::new(),
+            state: Arc::new(RecoverState {
+                cache,
+                policy,
+                spare: OnceLock::new(),
+            }),
         }
     }
+}
 
+impl<S, P> std::ops::Deref for Recover<S, P> {
+    type Target = RecoverState<S, P>;
+
+    #[inline(always)]
+    fn deref(&self) -> &RecoverState<S, P> {
+        &self.state
+    }
+}
+
+impl<S, P> RecoverState<S, P> {
     /// Keeps a clone of `inner` for second attempts, the first time only: after that, one
     /// atomic read.
     #[inline]
@@ -187,6 +215,46 @@ impl<S, P> Recover<S, P> {
     {
         let spare = self.spare.get()?;
         Some(spare.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// The handles of one layer's services on its recovery state, given out in turn: the
+/// first service takes the first, each clone the next. Two services share a handle (and
+/// its cache line) only if there are more services than handles.
+pub(crate) struct Shards<S, P> {
+    handles: Box<[Arc<Recover<S, P>>]>,
+    next: AtomicUsize,
+}
+
+impl<S, P> Shards<S, P> {
+    /// `count` handles on a state of `cache` and `policy` (at least 1).
+    pub(crate) fn new(cache: TokenCache, policy: P, count: usize) -> Shards<S, P> {
+        let first = Recover::new(cache, policy);
+        let handles = (1..count.max(1))
+            .map(|_| {
+                Arc::new(Recover {
+                    state: first.state.clone(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let mut all = Vec::with_capacity(handles.len() + 1);
+        all.push(Arc::new(first));
+        all.extend(handles);
+        Shards {
+            handles: all.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The number of handles for a layer on this machine: 4 per CPU, at most 64.
+    pub(crate) fn count() -> usize {
+        std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).min(64))
+    }
+
+    /// The next handle in turn.
+    pub(crate) fn next(&self) -> Arc<Recover<S, P>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.handles[i].clone()
     }
 }
 
@@ -366,5 +434,45 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{OAuthLayer, Token, source_fn};
+
+    fn cache() -> TokenCache {
+        let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
+        OAuthLayer::new(source).cache().clone()
+    }
+
+    #[test]
+    fn each_handle_has_cache_lines_of_its_own() {
+        assert_eq!(std::mem::align_of::<Recover<(), Standard>>(), 128);
+    }
+
+    #[tokio::test]
+    async fn handles_are_given_in_turn_on_one_state() {
+        let shards = Shards::<(), Standard>::new(cache(), Standard::default(), 3);
+        let taken: Vec<_> = (0..4).map(|_| shards.next()).collect();
+        assert!(!Arc::ptr_eq(&taken[0], &taken[1]));
+        assert!(!Arc::ptr_eq(&taken[1], &taken[2]));
+        assert!(
+            Arc::ptr_eq(&taken[0], &taken[3]),
+            "after the third, the first again"
+        );
+        for handle in &taken {
+            assert!(Arc::ptr_eq(&handle.state, &taken[0].state));
+        }
+    }
+
+    #[tokio::test]
+    async fn no_handles_asked_for_is_one() {
+        let shards = Shards::<(), Standard>::new(cache(), Standard::default(), 0);
+        assert!(Arc::ptr_eq(&shards.next(), &shards.next()));
+        assert!((4..=64).contains(&Shards::<(), Standard>::count()));
     }
 }
