@@ -22,6 +22,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use common::support::hot_path::Answer;
 use common::{oauth_layer, token_source, warm};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use http::{Extensions, HeaderValue, header::AUTHORIZATION};
@@ -33,21 +34,6 @@ use tower_oauth::{OAuthLayer, OAuthMiddleware};
 /// Tasks sending requests at once.
 const TASKS: u64 = 256;
 const URL: &str = "http://api.example.com/v1/items";
-
-/// The end of the chain: `200`, empty body, no I/O.
-struct Answer;
-
-#[async_trait]
-impl Middleware for Answer {
-    async fn handle(
-        &self,
-        _req: reqwest::Request,
-        _extensions: &mut Extensions,
-        _next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        Ok(reqwest::Response::from(http::Response::new("")))
-    }
-}
 
 /// A fixed `Authorization` header: what a hand-written middleware does at best.
 struct StaticHeader(HeaderValue);

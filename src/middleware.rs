@@ -84,7 +84,7 @@ use crate::error::Error;
 use crate::metrics::Rejection;
 use crate::oauth::OAuthLayer;
 use crate::origin::{AttachPolicy, Decision};
-use crate::recover::{Policy, Standard};
+use crate::recover::{NoReplay, Policy, Standard};
 
 /// A [`reqwest_middleware::Middleware`] that puts a valid access token on every request,
 /// from the token cache of an [`OAuthLayer`]. See the [module docs](self).
@@ -196,28 +196,16 @@ impl<P: Policy<reqwest::Body>> OAuthMiddleware<P> {
         }
         let invalidated = rejected == Rejected::Dropped;
         let copy = match copy {
-            Some(copy) => self.may_replay(copy),
-            None if self.policy.replays() => {
-                crate::metrics::rejection(identity, Rejection::NotReplayable);
-                tracing::info!(
-                    target: "tower_oauth",
-                    invalidated,
-                    reason = "the body cannot be sent again",
-                    "token rejected (401); request not sent again"
-                );
+            Some(copy) => self.may_replay(copy).ok_or(NoReplay::Policy),
+            None if self.policy.replays() => Err(NoReplay::Body),
+            None => Err(NoReplay::Policy),
+        };
+        let copy = match copy {
+            Ok(copy) => copy,
+            Err(why) => {
+                why.report(identity, invalidated);
                 return None;
             }
-            None => None,
-        };
-        let Some(copy) = copy else {
-            crate::metrics::rejection(identity, Rejection::NotReplayable);
-            tracing::info!(
-                target: "tower_oauth",
-                invalidated,
-                reason = "the recovery policy does not send it again",
-                "token rejected (401); request not sent again"
-            );
-            return None;
         };
         crate::metrics::rejection(identity, Rejection::Replayed);
         tracing::info!(

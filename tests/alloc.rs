@@ -380,26 +380,10 @@ fn the_layer_without_recovery_adds_no_allocation() {
 /// allocates with recovery off.
 #[cfg(feature = "reqwest-middleware")]
 mod middleware {
-    use async_trait::async_trait;
-    use http::Extensions;
-    use reqwest_middleware::{ClientBuilder, Middleware, Next};
+    use reqwest_middleware::ClientBuilder;
+    use support::hot_path::Answer;
 
     use super::*;
-
-    /// Answers `200` without calling `next`: the chain, not the network.
-    struct Answer;
-
-    #[async_trait]
-    impl Middleware for Answer {
-        async fn handle(
-            &self,
-            _req: reqwest::Request,
-            _extensions: &mut Extensions,
-            _next: Next<'_>,
-        ) -> reqwest_middleware::Result<reqwest::Response> {
-            Ok(reqwest::Response::from(http::Response::new("")))
-        }
-    }
 
     /// The allocations of one `POST` with a body through `layer`'s middleware, with a warm
     /// cache; every counted request must allocate the same.

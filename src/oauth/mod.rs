@@ -57,7 +57,7 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::cache::{SlotReader, TokenCache};
 use crate::origin::{AttachPolicy, Decision};
-use crate::recover::{Policy, Recover, RecoverRequest, Shards, Standard};
+use crate::recover::{Policy, RecoverRequest, Shards, Standard};
 use crate::source::TokenSource;
 
 pub use attach::{Attach, AttachFuture, AttachLayer};
@@ -83,9 +83,8 @@ pub struct OAuth<S, P = Standard> {
     inner: S,
     slot: SlotReader,
     attach: AttachPolicy,
-    /// This service's handle on the layer's recovery state, one of `shards`.
-    recover: Arc<Recover<S, P>>,
-    shards: Arc<Shards<S, P>>,
+    /// Handles on the layer's recovery state, one per thread.
+    recover: Arc<Shards<S, P>>,
 }
 
 impl<S: Clone, P> Clone for OAuth<S, P> {
@@ -94,9 +93,7 @@ impl<S: Clone, P> Clone for OAuth<S, P> {
             inner: self.inner.clone(),
             slot: self.slot.clone(),
             attach: self.attach.clone(),
-            // The next handle: a clone on another task writes another reference count.
-            recover: self.shards.next(),
-            shards: self.shards.clone(),
+            recover: self.recover.clone(),
         }
     }
 }
@@ -115,14 +112,13 @@ impl<S, P> OAuth<S, P> {
             inner,
             slot: cache.reader(),
             attach,
-            recover: shards.next(),
-            shards: Arc::new(shards),
+            recover: Arc::new(shards),
         }
     }
 
     /// The token cache this service shares with its layer.
     pub fn cache(&self) -> &TokenCache {
-        &self.recover.cache
+        &self.recover.first().cache
     }
 
     crate::macros::define_inner_service_accessors!();
@@ -157,21 +153,23 @@ where
         let Some((header, used)) = fresh else {
             // Not fresh: wait for one with the service that was made ready, and leave
             // a clone here for the next request.
-            let recover = self.recover.policy.is_enabled().then(|| {
-                self.recover.keep_spare(&self.inner);
-                self.recover.clone()
+            let recover = self.recover.local();
+            let token = Box::pin(recover.cache.entry());
+            let recover = recover.policy.is_enabled().then(|| {
+                recover.keep_spare(&self.inner);
+                recover.clone()
             });
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            let token = Box::pin(self.recover.cache.entry());
             return ResponseFuture::waiting(token, req, inner, recover);
         };
-        if !self.recover.policy.is_enabled() {
+        let recover = self.recover.local();
+        if !recover.policy.is_enabled() {
             req.headers_mut().insert(AUTHORIZATION, header);
             return ResponseFuture::passed(self.inner.call(req));
         }
-        self.recover.keep_spare(&self.inner);
-        let recover = RecoverRequest::new(&self.recover, used, &req);
+        recover.keep_spare(&self.inner);
+        let recover = RecoverRequest::new(recover, used, &req);
         req.headers_mut().insert(AUTHORIZATION, header);
         ResponseFuture::sent(self.inner.call(req), recover)
     }
@@ -181,9 +179,9 @@ impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for OAuth<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth")
             .field("inner", &self.inner)
-            .field("cache", &self.recover.cache)
+            .field("cache", &self.recover.first().cache)
             .field("attach", &self.attach)
-            .field("recover", &self.recover)
+            .field("recover", self.recover.first())
             .finish()
     }
 }
@@ -198,11 +196,11 @@ mod tests {
     use crate::{Token, source_fn};
 
     #[tokio::test]
-    async fn a_clone_takes_another_handle_on_the_same_recovery_state() {
+    async fn clones_share_the_handles() {
         let source = source_fn(|| async { Ok(Token::new("t", Duration::from_secs(60))) });
         let service = OAuthLayer::new(source).layer(());
         let clone = service.clone();
-        assert!(!Arc::ptr_eq(&service.recover, &clone.recover));
-        assert!(std::ptr::eq(&**service.recover, &**clone.recover));
+        assert!(Arc::ptr_eq(&service.recover, &clone.recover));
+        assert!(Arc::ptr_eq(service.recover.local(), clone.recover.local()));
     }
 }

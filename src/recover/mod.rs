@@ -102,12 +102,12 @@
 //! recovery plus one reference count (a handle on the layer's recovery state, which holds
 //! the cache, the policy and a spare clone of the inner service) and the id of the token it
 //! used. No allocation, no boxed future, no clone of the inner service: the spare is cloned
-//! only when a 401 comes back. The layer makes 4 handles per CPU (at most 64), each on cache
-//! lines of its own, and its services take them in turn (the first service the first, each
-//! clone the next): services on different threads do not write the same count, so the
-//! reference count does not serialize them (256 tasks on 2 workers: 339 ns a request with
-//! one shared count, 114 ns with the handles; `BENCHMARKS.md`). With [`RecoverOn::Never`] not even that, though the response
-//! future keeps its size (recovery is off at run time); with
+//! only when a 401 comes back. The layer makes 4 handles per CPU (rounded up to a power of
+//! two, at most 64), each on cache lines of its own, and a request takes the handle of the
+//! thread that calls the service: requests on different threads do not write the same
+//! count, so the reference count does not make the threads wait for each other
+//! (`BENCHMARKS.md`, 256 tasks on 2 workers). With [`RecoverOn::Never`] not even that,
+//! though the response future keeps its size (recovery is off at run time); with
 //! [`OAuthLayer::without_recovery`](crate::OAuthLayer::without_recovery) recovery is off at
 //! the type level and the future is the inner service's plus a tag.
 //!
@@ -147,6 +147,7 @@ use http::Request;
 use http::Uri;
 
 use crate::cache::{Rejected, TokenCache, TokenId};
+use crate::identity::Identity;
 use crate::metrics::Rejection;
 #[cfg(feature = "follow-redirect")]
 use crate::origin::Origin;
@@ -158,8 +159,9 @@ pub use policy::{CloneBodyFn, Policy, RecoverOn, RejectIf, ReplayIf, Standard};
 /// A handle on what a layer keeps for recovery ([`RecoverState`]). Each request with a
 /// usable token keeps a reference to its service's handle while it is in flight, so the
 /// reference count is written twice per request. The services of one layer use
-/// [`Shards`] of handles on one state: each handle's count sits on cache lines of its own
-/// (the alignment), so services on different threads do not write the same line.
+/// [`Shards`] of handles on one state, one per thread: each handle's count sits on cache
+/// lines of its own (the alignment), so requests on different threads do not write the
+/// same line.
 #[repr(align(128))]
 pub(crate) struct Recover<S, P> {
     state: Arc<RecoverState<S, P>>,
@@ -218,44 +220,67 @@ impl<S, P> RecoverState<S, P> {
     }
 }
 
-/// The handles of one layer's services on its recovery state, given out in turn: the
-/// first service takes the first, each clone the next. Two services share a handle (and
-/// its cache line) only if there are more services than handles.
+/// The handles of one layer's services on its recovery state, one taken per thread: a
+/// request takes the handle of the thread that calls the service, so requests on different
+/// threads write different reference counts, whichever service clone they go through. Two
+/// threads share a handle only if there are more threads than handles.
 pub(crate) struct Shards<S, P> {
+    /// A power of two of them.
     handles: Box<[Arc<Recover<S, P>>]>,
-    next: AtomicUsize,
 }
 
 impl<S, P> Shards<S, P> {
-    /// `count` handles on a state of `cache` and `policy` (at least 1).
+    /// About `count` handles on a state of `cache` and `policy`: `count` rounded up to a
+    /// power of two, at least 1, at most 64.
     pub(crate) fn new(cache: TokenCache, policy: P, count: usize) -> Shards<S, P> {
+        let count = count.clamp(1, 64).next_power_of_two();
         let first = Recover::new(cache, policy);
-        let handles = (1..count.max(1))
-            .map(|_| {
-                Arc::new(Recover {
-                    state: first.state.clone(),
-                })
-            })
-            .collect::<Vec<_>>();
-        let mut all = Vec::with_capacity(handles.len() + 1);
-        all.push(Arc::new(first));
-        all.extend(handles);
+        let mut handles = Vec::with_capacity(count);
+        for _ in 1..count {
+            handles.push(Arc::new(Recover {
+                state: first.state.clone(),
+            }));
+        }
+        handles.insert(0, Arc::new(first));
         Shards {
-            handles: all.into_boxed_slice(),
-            next: AtomicUsize::new(0),
+            handles: handles.into_boxed_slice(),
         }
     }
 
-    /// The number of handles for a layer on this machine: 4 per CPU, at most 64.
+    /// The number of handles for a layer on this machine: 4 per CPU (capped at 64 by
+    /// [`Shards::new`]).
     pub(crate) fn count() -> usize {
-        std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).min(64))
+        std::thread::available_parallelism().map_or(8, |n| 4 * n.get())
     }
 
-    /// The next handle in turn.
-    pub(crate) fn next(&self) -> Arc<Recover<S, P>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        self.handles[i].clone()
+    /// The handle of the calling thread.
+    #[inline]
+    pub(crate) fn local(&self) -> &Arc<Recover<S, P>> {
+        // A power of two: the mask is the remainder.
+        &self.handles[thread_index() & (self.handles.len() - 1)]
     }
+
+    /// The first handle, for what does not depend on the thread.
+    pub(crate) fn first(&self) -> &Arc<Recover<S, P>> {
+        &self.handles[0]
+    }
+}
+
+/// This thread's number, given on its first call: 0, 1, 2, … in the order threads ask.
+#[inline]
+fn thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| match index.get() {
+        usize::MAX => {
+            let next = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            index.set(next);
+            next
+        }
+        known => known,
+    })
 }
 
 impl<S, P: fmt::Debug> fmt::Debug for Recover<S, P> {
@@ -281,6 +306,18 @@ impl NoReplay {
             NoReplay::Policy => "the recovery policy does not send it again",
             NoReplay::Body => "the body cannot be sent again",
         }
+    }
+
+    /// The metric and the `INFO` event of a rejected token whose request is not sent again
+    /// (`invalidated`: the rejection dropped it from the cache).
+    pub(crate) fn report(self, identity: &Identity, invalidated: bool) {
+        crate::metrics::rejection(identity, Rejection::NotReplayable);
+        tracing::info!(
+            target: "tower_oauth",
+            invalidated,
+            reason = self.reason(),
+            "token rejected (401); request not sent again"
+        );
     }
 }
 
@@ -407,13 +444,7 @@ impl<S, B, P: Policy<B>> RecoverRequest<S, B, P> {
         }
         match self.copy {
             Err((why, _)) => {
-                crate::metrics::rejection(identity, Rejection::NotReplayable);
-                tracing::info!(
-                    target: "tower_oauth",
-                    invalidated,
-                    reason = why.reason(),
-                    "token rejected (401); request not sent again"
-                );
+                why.report(identity, invalidated);
                 None
             }
             Ok(copy) => {
@@ -455,24 +486,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn handles_are_given_in_turn_on_one_state() {
-        let shards = Shards::<(), Standard>::new(cache(), Standard::default(), 3);
-        let taken: Vec<_> = (0..4).map(|_| shards.next()).collect();
-        assert!(!Arc::ptr_eq(&taken[0], &taken[1]));
-        assert!(!Arc::ptr_eq(&taken[1], &taken[2]));
-        assert!(
-            Arc::ptr_eq(&taken[0], &taken[3]),
-            "after the third, the first again"
+    async fn a_thread_keeps_its_handle_and_two_threads_take_two() {
+        let shards = Arc::new(Shards::<(), Standard>::new(cache(), Standard::default(), 3));
+        assert_eq!(shards.handles.len(), 4, "rounded up to a power of two");
+        let of_thread = |shards: &Shards<(), Standard>| {
+            let ptr = Arc::as_ptr(shards.local()) as usize;
+            (thread_index(), ptr)
+        };
+        let (here, handle) = of_thread(&shards);
+        assert_eq!(
+            of_thread(&shards),
+            (here, handle),
+            "the same thread, the same handle"
         );
-        for handle in &taken {
-            assert!(Arc::ptr_eq(&handle.state, &taken[0].state));
+        let (there, other) = {
+            let shards = shards.clone();
+            std::thread::spawn(move || of_thread(&shards))
+                .join()
+                .unwrap()
+        };
+        assert_ne!(here, there, "each thread its number");
+        for (index, ptr) in [(here, handle), (there, other)] {
+            assert_eq!(ptr, Arc::as_ptr(&shards.handles[index % 4]) as usize);
+        }
+        for handle in shards.handles.iter() {
+            assert!(Arc::ptr_eq(&handle.state, &shards.first().state));
         }
     }
 
     #[tokio::test]
-    async fn no_handles_asked_for_is_one() {
-        let shards = Shards::<(), Standard>::new(cache(), Standard::default(), 0);
-        assert!(Arc::ptr_eq(&shards.next(), &shards.next()));
-        assert!((4..=64).contains(&Shards::<(), Standard>::count()));
+    async fn handle_counts_at_the_extremes() {
+        for (asked, made) in [(0, 1), (1, 1), (5, 8), (64, 64), (usize::MAX, 64)] {
+            let shards = Shards::<(), Standard>::new(cache(), Standard::default(), asked);
+            assert_eq!(shards.handles.len(), made, "{asked} asked");
+            assert!(Arc::ptr_eq(shards.local(), shards.local()));
+        }
+        assert!(Shards::<(), Standard>::count() >= 4);
     }
 }

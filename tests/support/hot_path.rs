@@ -258,3 +258,21 @@ pub fn oauth_layer_off(fetches: Arc<AtomicUsize>) -> OAuthLayer {
 pub async fn warm(layer: &OAuthLayer) {
     layer.cache().token().await.expect("token");
 }
+
+/// The end of a reqwest-middleware chain that answers `200` with an empty body and sends
+/// nothing: the chain is measured, not the network.
+#[cfg(feature = "reqwest-middleware")]
+pub struct Answer;
+
+#[cfg(feature = "reqwest-middleware")]
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Answer {
+    async fn handle(
+        &self,
+        _req: reqwest::Request,
+        _extensions: &mut http::Extensions,
+        _next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        Ok(reqwest::Response::from(http::Response::new("")))
+    }
+}
