@@ -222,8 +222,9 @@ impl<S, P> RecoverState<S, P> {
 
 /// The handles of one layer's services on its recovery state, one taken per thread: a
 /// request takes the handle of the thread that calls the service, so requests on different
-/// threads write different reference counts, whichever service clone they go through. Two
-/// threads share a handle only if there are more threads than handles.
+/// threads write different reference counts, whichever service clone they go through.
+/// Threads are numbered in the order they first call a service of any layer, so two
+/// threads share a handle only once more threads than handles have called.
 pub(crate) struct Shards<S, P> {
     /// A power of two of them.
     handles: Box<[Arc<Recover<S, P>>]>,
@@ -248,9 +249,13 @@ impl<S, P> Shards<S, P> {
     }
 
     /// The number of handles for a layer on this machine: 4 per CPU (capped at 64 by
-    /// [`Shards::new`]).
+    /// [`Shards::new`]). Asked of the system once per process: on Linux, std reads the
+    /// cgroup files for it.
     pub(crate) fn count() -> usize {
-        std::thread::available_parallelism().map_or(8, |n| 4 * n.get())
+        static COUNT: OnceLock<usize> = OnceLock::new();
+        *COUNT.get_or_init(|| {
+            std::thread::available_parallelism().map_or(8, |n| n.get().saturating_mul(4))
+        })
     }
 
     /// The handle of the calling thread.
