@@ -5,7 +5,7 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
+use http::{HeaderValue, Request, header::AUTHORIZATION};
 use tokio::time::Instant;
 
 use super::config::after;
@@ -57,6 +57,15 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// `request` with this entry's `Authorization` field (RFC 6750 section 2.1), in place
+    /// of any it had: for the requests that waited for the entry.
+    pub(crate) fn authorize<B>(&self, mut request: Request<B>) -> Request<B> {
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, self.header.clone());
+        request
+    }
+
     /// An entry for `token`, usable until `margin` (at most half its lifetime) is left.
     ///
     /// # Errors

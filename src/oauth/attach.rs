@@ -268,15 +268,12 @@ where
                 };
                 let entry = entry?;
                 let Waiting {
-                    mut request,
+                    request,
                     mut service,
                     ..
                 } = *waiting;
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, entry.header.clone());
                 state.set(State::Passed {
-                    future: service.call(request),
+                    future: service.call(entry.authorize(request)),
                 });
             }
             StateProj::Refused { .. } => {

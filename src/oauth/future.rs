@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response, header::AUTHORIZATION};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -229,40 +229,28 @@ where
                 };
                 let entry = entry?;
                 let Waiting {
-                    mut request,
+                    request,
                     mut service,
                     then,
                     ..
                 } = *waiting;
                 let next = match then {
-                    Then::First(None) => {
-                        request
-                            .headers_mut()
-                            .insert(AUTHORIZATION, entry.header.clone());
-                        State::Passed {
-                            future: service.call(request),
-                        }
-                    }
+                    Then::First(None) => State::Passed {
+                        future: service.call(entry.authorize(request)),
+                    },
                     Then::First(Some(recover)) => {
+                        // The copy is taken before the token is set.
                         let recover = RecoverRequest::new(&recover, entry.id, &request);
-                        request
-                            .headers_mut()
-                            .insert(AUTHORIZATION, entry.header.clone());
                         State::Sent {
-                            future: service.call(request),
+                            future: service.call(entry.authorize(request)),
                             recover,
                         }
                     }
-                    Then::Second(recover) => {
-                        request
-                            .headers_mut()
-                            .insert(AUTHORIZATION, entry.header.clone());
-                        State::Resent {
-                            future: service.call(request),
-                            recover,
-                            used: entry.id,
-                        }
-                    }
+                    Then::Second(recover) => State::Resent {
+                        future: service.call(entry.authorize(request)),
+                        recover,
+                        used: entry.id,
+                    },
                 };
                 state.set(next);
             }
