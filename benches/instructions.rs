@@ -6,7 +6,9 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
+//! `<stack>` is one of `floor`, `static_header`, `copy_floor` (the static header and a copy
+//! of the request kept for a second attempt, no token: see `common/copy_floor.rs`; bodies
+//! `empty`, `full`, `post`), `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`) or `uri` (a bare
@@ -34,17 +36,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::copy_floor::CopyFloorLayer;
 use common::{
-    MutexSlotLayer, Noop, RwLockSlotLayer, bare, delayed_fetch, drive, empty_body, full_body,
-    instant_fetch, keyed_layer, oauth_layer, oauth_layer_delayed, oauth_layer_no_replay,
-    oauth_layer_off, per_origin_layer, post, static_header_layer, streaming_body, to_third_origin,
-    warm,
+    MutexSlotLayer, Noop, RwLockSlotLayer, TOKEN, bare, bearer_value, delayed_fetch, drive,
+    empty_body, full_body, instant_fetch, keyed_layer, oauth_layer, oauth_layer_delayed,
+    oauth_layer_no_replay, oauth_layer_off, per_origin_layer, post, static_header_layer,
+    streaming_body, to_third_origin, warm,
 };
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-const USAGE: &str = "usage: instructions <floor|static_header|oauth|oauth_off|oauth_attach|oauth_no_replay|per_origin|keyed|mutex_slot|rwlock_slot> \
+const USAGE: &str = "usage: instructions <floor|static_header|copy_floor|oauth|oauth_off|oauth_attach|oauth_no_replay|per_origin|keyed|mutex_slot|rwlock_slot> \
                      <empty|full|streaming|post|uri> <requests>\n       \
                      instructions stampede <oauth|mutex_slot|rwlock_slot> <callers>\n\
                      (run under valgrind --tool=callgrind)";
@@ -174,6 +177,16 @@ fn run<B: Send + 'static>(rt: &Runtime, stack: &str, request: impl Fn() -> Reque
     }
 }
 
+/// The `copy_floor` stack: needs a body that can be cloned.
+fn run_copy_floor<B: Clone + Unpin + Send + 'static>(
+    rt: &Runtime,
+    request: impl Fn() -> Request<B>,
+    n: u64,
+) {
+    let layer = CopyFloorLayer::new(bearer_value(TOKEN));
+    rt.block_on(drive(layer.layer(Noop), request, n));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [mode, stack, n] = args.as_slice()
@@ -206,6 +219,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if stack == "copy_floor" {
+        match body {
+            "empty" => run_copy_floor(&rt, bare(empty_body), n),
+            "full" => run_copy_floor(&rt, bare(full_body), n),
+            "post" => run_copy_floor(&rt, post(), n),
+            other => {
+                eprintln!("the copy_floor stack needs a body that can be cloned, not {other:?}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     match body {
         "empty" => run(&rt, stack, bare(empty_body), n),
         "full" => run(&rt, stack, bare(full_body), n),

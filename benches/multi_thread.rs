@@ -2,7 +2,8 @@
 //! requests with a valid token through it, on a multi-threaded tokio runtime. Reported as
 //! throughput (requests per second).
 //!
-//! Three groups with the same six stacks as `hot_path`: [`TASKS`] tasks on a runtime with 2
+//! Three groups with the six stacks of `hot_path` and `copy_floor` (the static header and a
+//! copy of the request kept for a second attempt, no token: `common/copy_floor.rs`): [`TASKS`] tasks on a runtime with 2
 //! worker threads, with the bare `GET` (`Empty<Bytes>` body, `multi_thread/2_workers`) and
 //! with the realistic `POST` (three headers and a `Full<Bytes>` body, as in `hot_path`;
 //! `multi_thread/2_workers_post`), the comparisons the issue asks for; and the bare `GET`
@@ -18,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+use common::copy_floor::CopyFloorLayer;
 use common::{
-    MutexSlotLayer, Noop, RwLockSlotLayer, bare, drive, empty_body, instant_fetch, oauth_layer,
-    oauth_layer_no_replay, post, static_header_layer, warm,
+    MutexSlotLayer, Noop, RwLockSlotLayer, TOKEN, bare, bearer_value, drive, empty_body,
+    instant_fetch, oauth_layer, oauth_layer_no_replay, post, static_header_layer, warm,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
@@ -55,7 +57,7 @@ where
 
 fn bench_runtime<B, R>(c: &mut Criterion, rt: &Runtime, name: &str, request: R)
 where
-    B: Send + 'static,
+    B: Clone + Unpin + Send + 'static,
     R: Fn() -> Request<B> + Clone + Send + 'static,
 {
     let oauth = oauth_layer(Arc::new(AtomicUsize::new(0)));
@@ -70,6 +72,7 @@ where
     });
 
     let static_header = static_header_layer().layer(Noop);
+    let copy_floor = CopyFloorLayer::new(bearer_value(TOKEN)).layer(Noop);
     let oauth = oauth.layer(Noop);
     let oauth_no_replay = oauth_no_replay.layer(Noop);
     let mutex = mutex.layer(Noop);
@@ -85,6 +88,10 @@ where
     group.bench_function("static_header", |b| {
         b.to_async(rt)
             .iter_custom(|iters| drive_many(static_header.clone(), request.clone(), iters))
+    });
+    group.bench_function("copy_floor", |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| drive_many(copy_floor.clone(), request.clone(), iters))
     });
     group.bench_function("oauth", |b| {
         b.to_async(rt)

@@ -10,6 +10,8 @@
 #[path = "../../tests/support/mod.rs"]
 pub mod support;
 
+pub mod copy_floor;
+
 #[allow(unused_imports)] // each bench uses a part
 pub use support::hot_path::{
     LIFETIME, Noop, Streaming, TOKEN, bare, bearer_value, empty_body, full_body, keyed_layer,
