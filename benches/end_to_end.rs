@@ -18,7 +18,9 @@
 //! (alternating which goes first), and the throughput ratio of each round. On a machine
 //! whose load drifts, the ratio within a round is steadier than the ratio of two criterion
 //! runs made seconds apart. It prints one `paired:` line per shape (read by
-//! `scripts/bench.sh`).
+//! `scripts/bench.sh`), then one more for the copy floor against the static header
+//! (`common/copy_floor.rs`: the static header and the copy `OAuth<S>` keeps for a second
+//! attempt, no token), what keeping that copy costs alone.
 //!
 //! Run: `cargo bench --bench end_to_end`.
 
@@ -31,7 +33,8 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{oauth_layer, post_to, static_header_layer, warm};
+use common::copy_floor::{CopyFloor, CopyFloorLayer};
+use common::{TOKEN, bearer_value, oauth_layer, post_to, static_header_layer, warm};
 use criterion::{Criterion, SamplingMode, Throughput};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -140,12 +143,13 @@ struct Stacks<B, R> {
     request: R,
     no_header: Client<HttpConnector, B>,
     static_header: SetRequestHeader<Client<HttpConnector, B>, HeaderValue>,
+    copy_floor: CopyFloor<Client<HttpConnector, B>>,
     oauth: OAuth<Client<HttpConnector, B>>,
 }
 
 impl<B, R> Stacks<B, R>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Clone + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
     R: Fn() -> Request<B> + Clone + Send + 'static,
@@ -164,6 +168,7 @@ where
             request,
             no_header: client.clone(),
             static_header: static_header_layer().layer(client.clone()),
+            copy_floor: CopyFloorLayer::new(bearer_value(TOKEN)).layer(client.clone()),
             oauth: layer.layer(client),
         }
     }
@@ -190,9 +195,20 @@ where
         group.finish();
     }
 
-    /// The paired comparison: per round, the throughput of `OAuth<S>` over that of the
-    /// static header.
+    /// The paired comparisons: per round, the throughput of `OAuth<S>` over that of the
+    /// static header; then the same for the copy floor, what the copy for a second attempt
+    /// costs alone.
     fn paired(&self, rt: &Runtime) {
+        self.paired_with(rt, "oauth", &self.oauth);
+        self.paired_with(rt, "copy_floor", &self.copy_floor);
+    }
+
+    fn paired_with<S>(&self, rt: &Runtime, stack: &str, svc: &S)
+    where
+        S: Service<Request<B>, Response = Response<Incoming>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+    {
         let mut ratios = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
             let run_static = || {
@@ -202,26 +218,21 @@ where
                     PER_ROUND,
                 ))
             };
-            let run_oauth = || {
-                rt.block_on(drive_many(
-                    self.oauth.clone(),
-                    self.request.clone(),
-                    PER_ROUND,
-                ))
-            };
-            let (t_static, t_oauth) = if round % 2 == 0 {
+            let run_stack =
+                || rt.block_on(drive_many(svc.clone(), self.request.clone(), PER_ROUND));
+            let (t_static, t_stack) = if round % 2 == 0 {
                 let t = run_static();
-                (t, run_oauth())
+                (t, run_stack())
             } else {
-                let t = run_oauth();
+                let t = run_stack();
                 (run_static(), t)
             };
-            ratios.push(t_static.as_secs_f64() / t_oauth.as_secs_f64());
+            ratios.push(t_static.as_secs_f64() / t_stack.as_secs_f64());
         }
         ratios.sort_by(f64::total_cmp);
         let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
         println!(
-            "paired: {} oauth/static_header rounds={ROUNDS} requests_per_round={PER_ROUND} \
+            "paired: {} {stack}/static_header rounds={ROUNDS} requests_per_round={PER_ROUND} \
              median={:.4} q1={:.4} q3={:.4} min={:.4} max={:.4}",
             self.name.replace('/', "_"),
             quartile(2),

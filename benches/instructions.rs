@@ -8,7 +8,7 @@
 //!
 //! `<stack>` is one of `floor`, `static_header`, `copy_floor` (the static header and a copy
 //! of the request kept for a second attempt, no token: see `common/copy_floor.rs`; bodies
-//! `empty`, `full`, `post`), `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
+//! `empty`, `full`, `post`, `uri`), `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
 //! `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`) or `uri` (a bare
@@ -224,6 +224,7 @@ fn main() {
             "empty" => run_copy_floor(&rt, bare(empty_body), n),
             "full" => run_copy_floor(&rt, bare(full_body), n),
             "post" => run_copy_floor(&rt, post(), n),
+            "uri" => run_copy_floor(&rt, to_third_origin(), n),
             other => {
                 eprintln!("the copy_floor stack needs a body that can be cloned, not {other:?}");
                 std::process::exit(2);

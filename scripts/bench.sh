@@ -66,7 +66,7 @@ for line in sys.stdin:
     stacks="floor static_header copy_floor oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
     # The copy floor keeps a clone of the body: not for the one-shot stream.
     [ "$body" = streaming ] && stacks="floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
-    [ "$body" = uri ] && stacks="static_header oauth per_origin keyed"
+    [ "$body" = uri ] && stacks="static_header copy_floor oauth per_origin keyed"
     for stack in $stacks; do
       totals=()
       for n in "$N1" "$N2"; do

@@ -400,6 +400,19 @@ def end_to_end(results, log):
                 f"{E2E_TARGET:.2f}: {verdict(float(med) >= E2E_TARGET)})"
             )
             out.append("")
+        floor = re.search(
+            rf"paired: {paired_name} copy_floor/static_header rounds=(\d+) requests_per_round=(\d+) "
+            r"median=([\d.]+) q1=([\d.]+) q3=([\d.]+) min=([\d.]+) max=([\d.]+)",
+            log or "",
+        )
+        if floor:
+            rounds, per_round, med, q1, q3, lo, hi = floor.groups()
+            out.append(
+                f"The copy for a second attempt alone (`copy_floor`, no token), paired the same "
+                f"way against the static header: median **{float(med):.3f}** (quartiles "
+                f"{float(q1):.3f} – {float(q3):.3f}, range {float(lo):.3f} – {float(hi):.3f})"
+            )
+            out.append("")
     return out
 
 
