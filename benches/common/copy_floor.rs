@@ -47,7 +47,7 @@ pub struct Copy<B> {
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
     pub extensions: Extensions,
     pub body: B,
 }
@@ -66,9 +66,10 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let headers = if req.headers().is_empty() {
-            Vec::new()
+        let headers: Box<[(HeaderName, HeaderValue)]> = if req.headers().is_empty() {
+            Box::new([])
         } else {
             let mut headers = Vec::with_capacity(req.headers().len());
             headers.extend(
@@ -76,7 +77,7 @@ where
                     .iter()
                     .map(|(name, value)| (name.clone(), value.clone())),
             );
-            headers
+            headers.into_boxed_slice()
         };
         let copy = Copy {
             method: req.method().clone(),
@@ -104,6 +105,7 @@ pub struct CopyFloorFuture<F, B> {
 impl<F: Future + Unpin, B: Unpin> Future for CopyFloorFuture<F, B> {
     type Output = F::Output;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         Pin::new(&mut self.future).poll(cx)
     }

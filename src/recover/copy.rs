@@ -9,7 +9,8 @@ pub(crate) struct RequestCopy<B> {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A boxed slice, 8 bytes smaller than a `Vec` in every response future.
+    headers: Box<[(HeaderName, HeaderValue)]>,
     extensions: Extensions,
     body: B,
 }
@@ -17,8 +18,8 @@ pub(crate) struct RequestCopy<B> {
 impl<B> RequestCopy<B> {
     #[inline(always)]
     pub(crate) fn new(request: &Request<B>, body: B) -> RequestCopy<B> {
-        let headers = if request.headers().is_empty() {
-            Vec::new()
+        let headers: Box<[_]> = if request.headers().is_empty() {
+            Box::new([])
         } else {
             let mut headers = Vec::with_capacity(request.headers().len());
             headers.extend(
@@ -27,7 +28,8 @@ impl<B> RequestCopy<B> {
                     .iter()
                     .map(|(name, value)| (name.clone(), value.clone())),
             );
-            headers
+            // Exactly `len` elements: no reallocation.
+            headers.into_boxed_slice()
         };
         RequestCopy {
             method: request.method().clone(),
