@@ -227,7 +227,7 @@ def hot_path(results, instructions):
                 "and the method, URI, version, extensions, header fields and body clone that "
                 "`OAuth<S>` keeps, with no token, slot or policy) costs more than the target "
                 "allows by itself: with replay on by default and no allocation for a bare "
-                "request, those two targets are below what any implementation pays."
+                "request, those two targets are below what keeping the copy costs."
             )
             out.append("")
     return out
