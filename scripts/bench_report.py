@@ -345,16 +345,27 @@ def reqwest_middleware(results):
     return out
 
 
+def paired_line(log, shape, stack):
+    """The `paired:` line of the end-to-end bench for `stack` against the static header."""
+    return re.search(
+        rf"paired: {shape} {stack}/static_header rounds=(\d+) requests_per_round=(\d+) "
+        r"median=([\d.]+) q1=([\d.]+) q3=([\d.]+) min=([\d.]+) max=([\d.]+)",
+        log or "",
+    )
+
+
+def spread(m):
+    """The quartiles and range of a `paired:` line's match."""
+    q1, q3, lo, hi = (float(m.group(i)) for i in (4, 5, 6, 7))
+    return f"quartiles {q1:.3f} – {q3:.3f}, range {lo:.3f} – {hi:.3f}"
+
+
 def end_to_end(results, log):
     stacks = ["no_header", "static_header", "oauth"]
     out = []
     for group, paired_name, shape in E2E_SHAPES:
         rows = {s: results.get(f"{group}/{s}") for s in stacks}
-        m = re.search(
-            rf"paired: {paired_name} oauth/static_header rounds=(\d+) requests_per_round=(\d+) "
-            r"median=([\d.]+) q1=([\d.]+) q3=([\d.]+) min=([\d.]+) max=([\d.]+)",
-            log or "",
-        )
+        m = paired_line(log, paired_name, "oauth")
         if not any(rows.values()) and not m:
             continue
         if not out:
@@ -391,26 +402,21 @@ def end_to_end(results, log):
             )
             out.append("")
         if m:
-            rounds, per_round, med, q1, q3, lo, hi = m.groups()
+            rounds, per_round = m.group(1), m.group(2)
+            med = float(m.group(3))
             out.append(
                 f"**Paired rounds** ({rounds} rounds of {per_round} requests per stack, "
                 f"alternating which goes first): `OAuth<S>` / static header throughput, median "
-                f"of the rounds **{float(med):.3f}** (quartiles {float(q1):.3f} – "
-                f"{float(q3):.3f}, range {float(lo):.3f} – {float(hi):.3f}; target ≥ "
-                f"{E2E_TARGET:.2f}: {verdict(float(med) >= E2E_TARGET)})"
+                f"of the rounds **{med:.3f}** ({spread(m)}; target ≥ "
+                f"{E2E_TARGET:.2f}: {verdict(med >= E2E_TARGET)})"
             )
             out.append("")
-        floor = re.search(
-            rf"paired: {paired_name} copy_floor/static_header rounds=(\d+) requests_per_round=(\d+) "
-            r"median=([\d.]+) q1=([\d.]+) q3=([\d.]+) min=([\d.]+) max=([\d.]+)",
-            log or "",
-        )
+        floor = paired_line(log, paired_name, "copy_floor")
         if floor:
-            rounds, per_round, med, q1, q3, lo, hi = floor.groups()
             out.append(
                 f"The copy for a second attempt alone (`copy_floor`, no token), paired the same "
-                f"way against the static header: median **{float(med):.3f}** (quartiles "
-                f"{float(q1):.3f} – {float(q3):.3f}, range {float(lo):.3f} – {float(hi):.3f})"
+                f"way against the static header: median **{float(floor.group(3)):.3f}** "
+                f"({spread(floor)})"
             )
             out.append("")
     return out
