@@ -4,7 +4,7 @@
 //!
 //! The stacks: `no_header` (the client alone), `static_header` (tower-http
 //! `SetRequestHeader` with a fixed `Authorization` value) and `oauth` (`OAuthLayer` with a
-//! warm cache). Two groups: `end_to_end`, each request a `GET` with an `Empty<Bytes>` body,
+//! warm cache); `copy_floor` only in the paired rounds below. Two groups: `end_to_end`, each request a `GET` with an `Empty<Bytes>` body,
 //! and `end_to_end/post`, each request the realistic `POST` of the other benches
 //! (`content-type`, `accept` and `user-agent` headers made at run time once and cloned per
 //! request, a small JSON `Full<Bytes>` body), on a client of its own. Every response body

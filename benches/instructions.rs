@@ -6,10 +6,11 @@
 //! instructions <stack> <body> <requests>
 //! ```
 //!
-//! `<stack>` is one of `floor`, `static_header`, `copy_floor` (the static header and a copy
-//! of the request kept for a second attempt, no token: see `common/copy_floor.rs`; bodies
-//! `empty`, `full`, `post`, `uri`), `oauth`, `oauth_off`, `oauth_attach`, `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a `KeyedLayer` with one key per origin of the same 3), `mutex_slot`,
-//! `rwlock_slot`;
+//! `<stack>` is one of `floor`, `static_header`, `copy_floor` (a header set directly and a
+//! copy of the request kept for a second attempt, no token: see `common/copy_floor.rs`;
+//! bodies `empty`, `full`, `post`, `uri`), `oauth`, `oauth_off`, `oauth_attach`,
+//! `oauth_no_replay`, `per_origin` (a `PerOriginLayer` with 3 routes), `keyed` (a
+//! `KeyedLayer` with one key per origin of the same 3), `mutex_slot`, `rwlock_slot`;
 //! `<body>` one of `empty`, `full`, `streaming` (a bare `GET` with that body) or `post` (the
 //! realistic `POST` with three headers and a `Full<Bytes>` body; see `hot_path.rs`) or `uri` (a bare
 //! `GET` to the third origin of the `per_origin` stack). It

@@ -2,9 +2,9 @@
 //! requests with a valid token through it, on a multi-threaded tokio runtime. Reported as
 //! throughput (requests per second).
 //!
-//! Three groups with the six stacks of `hot_path` and `copy_floor` (the static header and a
-//! copy of the request kept for a second attempt, no token: `common/copy_floor.rs`): [`TASKS`] tasks on a runtime with 2
-//! worker threads, with the bare `GET` (`Empty<Bytes>` body, `multi_thread/2_workers`) and
+//! Three groups with the six stacks of `hot_path` and `copy_floor` (a header set directly
+//! and a copy of the request kept for a second attempt, no token: `common/copy_floor.rs`):
+//! [`TASKS`] tasks on a runtime with 2 worker threads, with the bare `GET` (`Empty<Bytes>` body, `multi_thread/2_workers`) and
 //! with the realistic `POST` (three headers and a `Full<Bytes>` body, as in `hot_path`;
 //! `multi_thread/2_workers_post`), the comparisons the issue asks for; and the bare `GET`
 //! on 1 worker (`multi_thread/1_worker`), so that `scripts/bench.sh` can show how each

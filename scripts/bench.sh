@@ -65,7 +65,7 @@ for line in sys.stdin:
   for body in empty full streaming post uri; do
     stacks="floor static_header copy_floor oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
     # The copy floor keeps a clone of the body: not for the one-shot stream.
-    [ "$body" = streaming ] && stacks="floor static_header oauth oauth_off oauth_attach oauth_no_replay mutex_slot rwlock_slot"
+    [ "$body" = streaming ] && stacks="${stacks/ copy_floor/}"
     [ "$body" = uri ] && stacks="static_header copy_floor oauth per_origin keyed"
     for stack in $stacks; do
       totals=()

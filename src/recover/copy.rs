@@ -9,7 +9,7 @@ pub(crate) struct RequestCopy<B> {
     method: Method,
     uri: Uri,
     version: Version,
-    /// A boxed slice, 8 bytes smaller than a `Vec` in every response future.
+    /// A boxed slice: 16 bytes of the response future, where a `Vec` takes 24.
     headers: Box<[(HeaderName, HeaderValue)]>,
     extensions: Extensions,
     body: B,
