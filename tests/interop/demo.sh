@@ -31,9 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for FILE REGEX: prints the first capture of REGEX in FILE, waiting up to 30 s.
+# wait_for FILE REGEX: prints the first capture of REGEX in FILE, waiting up to 120 s (a
+# cold Node start on a busy CI machine once took over 30 s). On a timeout it prints FILE and
+# the matching .err file.
 wait_for() {
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 1200); do
     local hit
     hit="$(sed -n "s/$2/\1/p" "$1" | head -1)"
     if [ -n "$hit" ]; then echo "$hit"; return 0; fi
@@ -41,6 +43,7 @@ wait_for() {
   done
   echo "timed out waiting for $2 in $1" >&2
   cat "$1" >&2
+  cat "${1%.out}.err" >&2 2>/dev/null || true
   return 1
 }
 
